@@ -1,0 +1,38 @@
+"""ulam: Monte Carlo methods for machine learning, on JAX.
+
+Every estimator returns an :class:`Estimate` (mean, standard error, n, ess).
+Subpackages load on first use: ``ulam.grad``, ``ulam.mcmc``, ``ulam.smc``,
+``ulam.vi``, ``ulam.transport``, ``ulam.pde``, ``ulam.valuation``,
+``ulam.diagnostics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ulam.estimate import Estimate, pool
+
+__version__ = "0.1.0"
+
+__all__ = ["Estimate", "pool", "__version__"]
+
+try:  # the integration layer; absent only while the package is being assembled
+    from ulam.integrate import *  # noqa: F401,F403
+    from ulam.integrate import __all__ as _integrate_all
+
+    __all__ += list(_integrate_all)
+except ImportError as _err:  # pragma: no cover
+    if "ulam.integrate" not in str(_err):
+        raise
+
+
+def __getattr__(name: str):
+    # Subpackages are imported lazily so `import ulam` stays fast.
+    try:
+        module = importlib.import_module(f"ulam.{name}")
+    except ModuleNotFoundError as err:
+        if err.name == f"ulam.{name}":
+            raise AttributeError(f"module 'ulam' has no attribute {name!r}") from None
+        raise
+    globals()[name] = module
+    return module

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ulam.cli import main
+from ulam.reproduce import Outcome, Reproduction, claim, discover, run_reproductions, write_report
+
+
+def test_claim_relations():
+    assert claim("x", 1.0, "<=", 2.0).passed
+    assert not claim("x", 3.0, "<=", 2.0).passed
+    assert not claim("x", float("nan"), ">=", 0.0).passed
+    with pytest.raises(ValueError, match="relation"):
+        claim("x", 1.0, "~", 2.0)
+
+
+def test_report_lists_every_claim_and_failures(tmp_path: Path):
+    good = Reproduction("good", "A 2020", "passes", lambda ctx: Outcome([claim("a", 1.0, ">=", 0.5)]))
+    bad = Reproduction("bad", "B 2021", "fails", lambda ctx: Outcome([claim("b", 0.1, ">=", 0.5)]))
+
+    def crash(ctx):
+        raise RuntimeError("boom")
+
+    broken = Reproduction("broken", "C 2022", "crashes", crash)
+    records = run_reproductions([good, bad, broken], quick=True, seed=0, out_dir=tmp_path)
+    assert [r.passed for r in records] == [True, False, False]
+    text = write_report(records, tmp_path, quick=True, seed=0).read_text()
+    assert "| good | a | 1 | >= 0.5 |  | PASS |" in text
+    assert "FAIL" in text and "boom" in text
+    assert (tmp_path / "report.json").exists()
+
+
+def test_cli_lists_and_rejects_unknown_names():
+    runner = CliRunner()
+    result = runner.invoke(main, ["list"])
+    assert result.exit_code == 0
+    result = runner.invoke(main, ["reproduce", "no-such-thing"])
+    assert result.exit_code != 0 and "unknown reproduction" in result.output
+
+
+def test_every_reproduction_is_declared_properly():
+    for name, rep in discover().items():
+        assert rep.name == name and rep.paper and rep.summary and callable(rep.run)
