@@ -260,3 +260,20 @@ def test_pareto_k_from_streamed_tail_matches_full_psis(key, x64):
     lw = target.log_prob(x) - proposal.log_prob(x)
     assert float(est.info["pareto_k"]) == pytest.approx(float(pareto_khat(lw)), rel=1e-6)
     assert float(est.info["pareto_k"]) > 0.5
+
+
+@pytest.mark.slow
+def test_hundred_million_draws_in_bounded_memory():
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, jax, jax.numpy as jnp, numpyro.distributions as d, ulam;"
+        "e = ulam.monte_carlo(jnp.exp, d.Normal(0., 1.), jax.random.key(0), 10**8);"
+        "print(float(e.mean), float(e.stderr), int(e.n)); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    mean, stderr, n, peak_kb = float(out[0]), float(out[1]), int(out[2]), int(out[3])
+    assert n == 10**8
+    assert abs(mean - E_EXP) < 4 * stderr + 1e-4  # float32 accumulation over 382 chunks
+    assert peak_kb < 1024 * 1024, f"peak resident memory {peak_kb / 1024:.0f} MB exceeds 1 GB"
