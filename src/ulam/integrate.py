@@ -33,6 +33,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import ndtri
 
+from ulam.diagnostics import pareto_khat_from_tail, psis_tail_length
 from ulam.estimate import Estimate, pool
 
 __all__ = [
@@ -853,8 +854,8 @@ def _is_chunk(state: _ISState, log_w, fv, centre, tail_size):
 
 
 def _tail_size(n: int) -> int:
-    # PSIS fits the generalized Pareto to the largest min(n/5, 3 sqrt n) weights, plus the cutoff.
-    return int(math.ceil(min(0.2 * n, 3.0 * math.sqrt(n)))) + 1
+    # PSIS fits the generalized Pareto to the largest M weights and looks at the (M+1)-th as cutoff.
+    return psis_tail_length(n, 1.0) + 1
 
 
 @functools.partial(jax.jit, static_argnames=("f", "log_target", "static_proposal", "n", "batch_size", "self_normalized"))
@@ -966,22 +967,8 @@ def importance_sampling(
                 "mass where the target has mass; widen the proposal or check log_target"
             )
     est = _apply_nonfinite_policy(est, nonfinite, n, what="f or log_target")
-    est.info["pareto_k"] = _pareto_k_from_tail(est.info["largest_log_weights"], n)
+    est.info["pareto_k"] = pareto_khat_from_tail(est.info["largest_log_weights"], n)
     return est
-
-
-def _pareto_k_from_tail(largest_log_weights, n: int):
-    """PSIS k-hat from the largest log weights (the only ones the fit looks at)."""
-    from ulam.diagnostics import _gpd_fit  # TODO(lead): move into diagnostics as a public function
-
-    x = jnp.sort(jnp.asarray(largest_log_weights))
-    x = x - x[-1]
-    cutoff = jnp.maximum(x[0], jnp.log(jnp.finfo(x.dtype).tiny))
-    tail = x[1:]
-    valid = tail > cutoff
-    n_valid = jnp.sum(valid)
-    k, _ = _gpd_fit(jnp.exp(tail) - jnp.exp(cutoff), valid, jnp.maximum(n_valid, 1))
-    return jnp.where((n_valid > 4) & (n > 20), k, jnp.inf)
 
 
 # ---------------------------------------------------------------------------
