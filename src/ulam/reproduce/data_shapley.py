@@ -1,0 +1,156 @@
+"""Reproduction of Ghorbani & Zou (ICML 2019), *Data Shapley*, at small scale on synthetic 2-class data.
+
+(a) exact Shapley by enumeration (n = 10, 1-NN utility) is efficient, and TMC-Shapley
+    lands within 0.01 mean absolute error of it;
+(b) with 15 % of labels flipped, the lowest-valued 20 % of points hold >= 2.5x more
+    flipped labels than a random 20 %, and more than the lowest 20 % by leave-one-out;
+(c) removing high-Shapley points first lowers held-out accuracy faster than removing
+    random or high-LOO points;
+(d) G-Shapley (one SGD epoch per permutation, logistic regression) on the same data
+    also finds the flipped labels (>= 2.5x random); its rank agreement with TMC-Shapley
+    on the same learner is reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
+
+
+def _two_gaussians(rng, n, shift=1.5):
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 2)) + shift * (2 * y[:, None] - 1)
+    return X.astype(np.float32), y
+
+
+def _spearman(a, b):
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def run(ctx) -> Outcome:
+    import jax
+
+    from ulam.valuation import (
+        Truncation,
+        exact_shapley,
+        g_shapley,
+        jax_utility,
+        knn,
+        leave_one_out,
+        logistic_regression,
+        tmc_shapley,
+    )
+
+    rng = np.random.default_rng(ctx.seed)
+    claims, tables, notes = [], [], []
+
+    # (a) exact vs TMC, n = 10, 1-NN, V = accuracy on 50 test points
+    ctx.progress("(a) exact enumeration vs TMC, n = 10")
+    Xa, ya = _two_gaussians(rng, 10, 1.0)
+    ya[:2] = [0, 1]
+    Xat, yat = _two_gaussians(rng, 50, 1.0)
+    ua = jax_utility(knn(k=1), Xa, ya, Xat, yat)
+    exact = exact_shapley(ua)
+    phi = np.asarray(exact.mean, np.float64)
+    eff = abs(phi.sum() - (ua.full_score - ua.empty_score))
+    tmc_a = tmc_shapley(ua, ctx.key(1), max_permutations=ctx.size(2000, 5000), batch_size=500, truncation=Truncation())
+    mae = float(np.mean(np.abs(np.asarray(tmc_a.mean) - phi)))
+    claims.append(claim("(a) exact: |sum phi - (V(D) - V(empty))|", eff, "<=", 1e-9, paper="efficiency axiom"))
+    claims.append(claim("(a) TMC (paper truncation) mean abs error vs exact", mae, "<=", 0.01, paper="issue target 0.01"))
+    tables.append(markdown_table(
+        ["(a) n = 10, 1-NN", "value"],
+        [["V(D)", ua.full_score], ["V(empty)", ua.empty_score], ["TMC permutations", float(tmc_a.n)],
+         ["TMC fits per permutation (of 10)", tmc_a.info["fits_per_permutation"]],
+         ["TMC mean stderr", float(np.mean(tmc_a.stderr))], ["TMC MAE vs exact", mae]],
+    ))
+
+    # (b) noisy labels: 3-NN, n = 100 train, 200 test, 15 % flipped
+    ctx.progress("(b) noisy-label detection with TMC and LOO")
+    n = 100
+    X, y_clean = _two_gaussians(rng, n)
+    Xt, yt = _two_gaussians(rng, 200)
+    Xh, yh = _two_gaussians(rng, 1000)  # held out for the removal curves
+    flipped = rng.choice(n, int(0.15 * n), replace=False)
+    y = y_clean.copy()
+    y[flipped] = 1 - y[flipped]
+    is_flipped = np.zeros(n, bool)
+    is_flipped[flipped] = True
+    ub = jax_utility(knn(k=3), X, y, Xt, yt)
+    tmc = tmc_shapley(ub, ctx.key(2), max_permutations=ctx.size(300, 1000), batch_size=100, truncation=Truncation())
+    loo = leave_one_out(ub)
+    bottom = int(0.2 * n)
+
+    def found(values):
+        return float(is_flipped[np.argsort(np.asarray(values), kind="stable")[:bottom]].sum())
+
+    random_found = 0.2 * is_flipped.sum()
+    tmc_found, loo_found = found(tmc.mean), found(loo.mean)
+    claims.append(claim("(b) flipped labels in lowest 20% by TMC / random expectation", tmc_found / random_found,
+                        ">=", 2.5, paper="label noise detection, Fig. 4"))
+    claims.append(claim("(b) flipped found by TMC minus found by LOO", tmc_found - loo_found, ">", 0.0,
+                        paper="Shapley beats LOO"))
+
+    # (c) removal curves on held-out 3-NN accuracy
+    ctx.progress("(c) removal curves")
+    uh = jax_utility(knn(k=3), X, y, Xh, yh)
+    fractions = np.arange(0, 0.55, 0.05)
+
+    def curve(order):
+        masks = np.ones((len(fractions), n), bool)
+        for r, f in enumerate(fractions):
+            masks[r, order[: int(round(f * n))]] = False
+        return uh.scores(masks)
+
+    shap_curve = curve(np.argsort(-np.asarray(tmc.mean), kind="stable"))
+    loo_curve = curve(np.argsort(-np.asarray(loo.mean), kind="stable"))
+    rand_curves = np.stack([curve(rng.permutation(n)) for _ in range(10)])
+    rand_curve = rand_curves.mean(0)
+    # mean held-out accuracy over removal fractions 5..50 % (lower = faster degradation)
+    auc = lambda c: float(np.mean(c[1:]))  # noqa: E731
+    claims.append(claim("(c) mean held-out acc, remove high-Shapley first, minus random", auc(shap_curve) - auc(rand_curve),
+                        "<", 0.0, paper="Fig. 2: high-value removal hurts most"))
+    claims.append(claim("(c) mean held-out acc, remove high-Shapley first, minus high-LOO first",
+                        auc(shap_curve) - auc(loo_curve), "<", 0.0, paper="Fig. 2"))
+    tables.append(markdown_table(
+        ["fraction removed", "high Shapley first", "high LOO first", "random (mean of 10)"],
+        [[f"{f:.2f}", float(a), float(b), float(c)] for f, a, b, c in zip(fractions, shap_curve, loo_curve, rand_curve)],
+    ))
+
+    # (d) G-Shapley with logistic regression vs TMC on the same learner
+    ctx.progress("(d) G-Shapley vs TMC (logistic regression)")
+    ul = jax_utility(logistic_regression(), X, y, Xt, yt)
+    gs = g_shapley(ul, ctx.key(3), max_permutations=ctx.size(200, 1000), batch_size=100)
+    tmc_l = tmc_shapley(ul, ctx.key(4), max_permutations=ctx.size(64, 500), batch_size=32, truncation=Truncation())
+    g_found, tl_found = found(gs.mean), found(tmc_l.mean)
+    rho = _spearman(np.asarray(gs.mean), np.asarray(tmc_l.mean))
+    claims.append(claim("(d) flipped labels in lowest 20% by G-Shapley / random expectation", g_found / random_found,
+                        ">=", 2.5, paper="G-Shapley label-noise detection"))
+    tables.append(markdown_table(
+        ["(b)/(d) method", "flipped in lowest 20%", "of flipped", "permutations", "mean stderr", "fits / permutation"],
+        [["TMC-Shapley, 3-NN", tmc_found, int(is_flipped.sum()), float(tmc.n), float(np.mean(tmc.stderr)),
+          tmc.info["fits_per_permutation"]],
+         ["LOO, 3-NN", loo_found, int(is_flipped.sum()), 1.0, 0.0, float(n + 1)],
+         ["TMC-Shapley, logistic", tl_found, int(is_flipped.sum()), float(tmc_l.n), float(np.mean(tmc_l.stderr)),
+          tmc_l.info["fits_per_permutation"]],
+         ["G-Shapley, logistic (lr %.3g)" % gs.info["learning_rate"], g_found, int(is_flipped.sum()), float(gs.n),
+          float(np.mean(gs.stderr)), 0.0],
+         ["random 20% (expectation)", random_found, int(is_flipped.sum()), 0.0, 0.0, 0.0]],
+    ))
+    notes.append(
+        f"(d) Spearman rank correlation of G-Shapley with TMC-Shapley (both logistic regression): {rho:.3f} "
+        "(reported, no threshold set in advance). V(empty) is the majority-class frequency of the test labels, "
+        "as in the paper's code; subsets missing a class get V(empty). Truncation: the paper's rule "
+        "(|V(S) - V(D)| <= 0.01 V(D) for more than 5 consecutive points)."
+    )
+    return Outcome(claims=claims, tables=tables, notes="\n\n".join(notes))
+
+
+REPRODUCTION = Reproduction(
+    name="data-shapley",
+    paper="Ghorbani & Zou 2019, *Data Shapley: Equitable Valuation of Data for Machine Learning* (ICML)",
+    summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
+    run=run,
+)
