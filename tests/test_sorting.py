@@ -1,0 +1,92 @@
+"""ulam.sorting: the CPU-fast differentiable sort must equal jnp.sort in value and derivative."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ulam.sorting import CPU_HOST_SORT_MIN_SIZE, argsort, sort, sort_method
+
+METHODS = ["host", "xla"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_sort_matches_jnp_sort(method, axis, key):
+    x = jax.random.normal(key, (7, 9, 5))
+    np.testing.assert_array_equal(sort(x, axis, method=method), jnp.sort(x, axis=axis))
+    np.testing.assert_array_equal(argsort(x, axis, method=method), jnp.argsort(x, axis=axis, stable=True))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ties_nans_and_integers(method):
+    x = jnp.array([2.0, jnp.nan, 1.0, 2.0, -jnp.inf, 1.0])
+    np.testing.assert_array_equal(sort(x, method=method), jnp.sort(x))
+    np.testing.assert_array_equal(argsort(x, method=method), jnp.argsort(x, stable=True))
+    i = jnp.array([[3, 1, 2, 1], [0, -5, 9, 9]], dtype=jnp.int32)
+    np.testing.assert_array_equal(sort(i, method=method), jnp.sort(i))
+    assert sort(i, method=method).dtype == jnp.int32
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_derivatives_match_jnp_sort(method, key):
+    x = jax.random.normal(key, (6, 8))
+    weights = jnp.arange(48.0).reshape(6, 8)
+
+    def loss(sorter, x):
+        return jnp.sum(weights * sorter(x) ** 2)
+
+    g = jax.grad(lambda x: loss(lambda z: sort(z, method=method), x))(x)
+    g_ref = jax.grad(lambda x: loss(jnp.sort, x))(x)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-6)
+    jac = jax.jacfwd(lambda v: sort(v, method=method))(x[0])
+    np.testing.assert_array_equal(jac, jax.jacfwd(jnp.sort)(x[0]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vmap_jit_and_grad_compose(method, key):
+    x = jax.random.normal(key, (5, 4, 30))
+    batched = jax.jit(jax.vmap(lambda z: sort(z, 0, method=method)))(x)
+    np.testing.assert_array_equal(batched, jnp.sort(x, axis=1))
+    g = jax.jit(jax.vmap(jax.grad(lambda z: sort(z, method=method)[..., -1].sum())))(x)
+    # The gradient of the row maxima is one indicator per row at the argmax.
+    np.testing.assert_array_equal(g, jax.nn.one_hot(jnp.argmax(x, -1), 30))
+
+
+def test_float64(x64):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=2000))
+    assert x.dtype == jnp.float64
+    y = sort(x, method="host")
+    assert y.dtype == jnp.float64
+    np.testing.assert_array_equal(y, np.sort(np.asarray(x)))
+    assert argsort(x, method="host").dtype == jnp.int64
+
+
+def test_auto_picks_host_for_large_cpu_arrays():
+    assert jax.default_backend() == "cpu"
+    assert sort_method(jnp.zeros(CPU_HOST_SORT_MIN_SIZE)) == "host"
+    assert sort_method(jnp.zeros(CPU_HOST_SORT_MIN_SIZE - 1)) == "xla"
+    assert sort_method(jnp.zeros(4096, jnp.bfloat16)) == "xla"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="scalar"):
+        sort(jnp.float32(1.0))
+    with pytest.raises(TypeError, match="complex"):
+        sort(jnp.ones(3, jnp.complex64))
+    with pytest.raises(ValueError, match="axis: 2 is out of range"):
+        sort(jnp.ones((2, 2)), axis=2)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        sort(jnp.ones(3), method="quick")
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(1, 40), elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False)))
+def test_property_host_sort_is_numpy_sort(values):
+    # Subnormals are excluded: XLA on CPU flushes them to zero on the way in.
+    out = np.asarray(sort(jnp.asarray(values), method="host"))
+    np.testing.assert_array_equal(out, np.sort(values))
+    np.testing.assert_array_equal(values[np.asarray(argsort(jnp.asarray(values), method="host"))], out)
