@@ -544,7 +544,11 @@ def _to_unit_interval(x: jax.Array, dtype) -> jax.Array:
 
 
 def sobol_points(key: jax.Array, num: int, dim: int, dtype=jnp.float32) -> jax.Array:
-    """``num`` (a power of 2) scrambled Sobol' points in ``(0, 1)^dim``; each point is uniform.
+    """The first ``num`` points of a scrambled Sobol' net in ``(0, 1)^dim``; each point is uniform.
+
+    A power of 2 gives a whole net (every elementary interval balanced); other counts
+    take the leading points of the next net, which stay uniform, so averages over them
+    stay unbiased.
 
     Example:
       >>> import jax
@@ -553,11 +557,9 @@ def sobol_points(key: jax.Array, num: int, dim: int, dtype=jnp.float32) -> jax.A
       (1024, 3)
     """
     num = _check_count("num", num)
-    if num & (num - 1):
-        raise ValueError(f"num: Sobol' points come in powers of 2; got {num}, try {1 << (num.bit_length() - 1)}")
-    directions = jnp.asarray(_sobol_directions(_check_count("dim", dim), num.bit_length() - 1))
+    directions = jnp.asarray(_sobol_directions(_check_count("dim", dim), (num - 1).bit_length()))
     scrambled, shift = _scrambled_directions(key, directions)
-    return _to_unit_interval(_net(scrambled) ^ shift, dtype)
+    return _to_unit_interval(_net(scrambled)[:num] ^ shift, dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("f", "transform", "log2_m", "num_randomizations", "log2_batch"))

@@ -5,7 +5,7 @@ average over them is unbiased for a spherical expectation):
 
 * :func:`random_directions` — i.i.d. uniform (plain Monte Carlo);
 * :func:`sobol_directions` — randomized quasi-Monte Carlo: Sobol points, randomized
-  by a digital shift, pushed through the normal inverse CDF and normalized
+  by a linear matrix scramble and digital shift, pushed through the normal inverse CDF and normalized
   (Nguyen et al., *Quasi-Monte Carlo for 3D sliced Wasserstein*, ICLR 2024);
 * :func:`orthogonal_directions` — blocks of orthonormal directions from Haar-random
   rotations (Rowland et al., *Orthogonal estimation of Wasserstein distances*,
@@ -17,13 +17,12 @@ standard error can be taken from the spread of block means.
 
 from __future__ import annotations
 
-import functools
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
+
+from ulam.integrate import sobol_points
 
 __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
 
@@ -84,11 +83,10 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
 
 
 def sobol_directions(key, num: int, dim: int, block_size: int | None = None, dtype=None):
-    r"""Randomized quasi-Monte Carlo directions: digitally shifted Sobol points mapped to the sphere.
+    r"""Randomized quasi-Monte Carlo directions: scrambled Sobol points mapped to the sphere.
 
-    Each block is the first ``block_size`` points :math:`s_i \in [0,1)^d` of the
-    Sobol sequence (Joe–Kuo direction numbers, via ``scipy.stats.qmc``) with an
-    independent random digital shift :math:`u_i = s_i \oplus \Delta`, so each
+    Each block is an independently scrambled Sobol net (:func:`ulam.sobol_points`:
+    random linear matrix scramble plus digital shift), so each point
     :math:`u_i` is uniform on the cube; then :math:`z_i = \Phi^{-1}(u_i)` and
     :math:`\theta_i = z_i / \|z_i\|` is uniform on the sphere. ``block_size``
     defaults to ``num`` (one randomization); powers of two keep the Sobol balance.
@@ -102,27 +100,12 @@ def sobol_directions(key, num: int, dim: int, block_size: int | None = None, dty
     num, dim, block_size = _check(num, dim, block_size, "sobol")
     if dim > _MAX_SOBOL_DIM:
         raise ValueError(f"dim: Sobol points are available up to dim={_MAX_SOBOL_DIM}, got {dim}")
-    num_blocks = num // block_size
-    base = jnp.asarray(_sobol_bits(block_size, dim))
-    shift = jax.random.bits(key, (num_blocks, 1, dim), dtype=jnp.uint32)
-    bits = jnp.bitwise_xor(base[None], shift) >> 8  # 24 bits: exact in float32
     dtype = dtype or jnp.result_type(float)
-    u = (bits.astype(dtype) + 0.5) * (2.0**-24)
+    keys = jax.random.split(key, num // block_size)
+    u = jax.vmap(lambda k: sobol_points(k, block_size, dim, dtype))(keys)
     z = ndtri(u)
     theta = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
     return theta.reshape(num, dim)
-
-
-@functools.lru_cache(maxsize=64)
-def _sobol_bits(num: int, dim: int) -> np.ndarray:
-    from scipy.stats import qmc
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the balance warning for non powers of two
-        points = qmc.Sobol(dim, scramble=False, bits=32).random(num)
-    bits = np.floor(points * 2.0**32).astype(np.uint64).astype(np.uint32)
-    bits.setflags(write=False)
-    return bits
 
 
 def _largest_divisor_at_most(num: int, cap: int) -> int:
