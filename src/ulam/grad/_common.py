@@ -1,0 +1,169 @@
+"""Shared checks and helpers for the gradient estimators (private)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax.extend.core import Literal as _Literal
+
+from ulam.estimate import Estimate
+
+tree_map = jax.tree_util.tree_map
+
+
+def check_num_samples(num_samples, name: str = "num_samples", minimum: int = 2) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise TypeError(f"{name}: expected a Python int (a static sample count), got {type(num_samples).__name__}")
+    if num_samples < minimum:
+        raise ValueError(f"{name}: need at least {minimum} samples for a standard error, got {num_samples}")
+    return int(num_samples)
+
+
+def check_params(params, name: str = "params") -> None:
+    """Every leaf of a parameter pytree must be a floating-point array (gradients need floats)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError(f"{name}: expected at least one array to differentiate, got an empty pytree")
+    for leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"{name}: every leaf must be a floating-point array to take gradients, got dtype {dtype}; "
+                "cast it with jnp.asarray(x, jnp.float32)"
+            )
+
+
+def check_same_structure(tree, reference, name: str, reference_name: str = "params") -> None:
+    s, r = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(reference)
+    if s != r:
+        raise ValueError(f"{name}: its pytree structure {s} does not match the structure of {reference_name} {r}")
+    for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(reference)):
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(
+                f"{name}: leaf shape {jnp.shape(a)} does not match the matching leaf of {reference_name} {jnp.shape(b)}"
+            )
+
+
+def make_distribution(distribution: Callable, params, name: str = "distribution"):
+    if not callable(distribution):
+        raise TypeError(f"{name}: expected a function params -> distribution, got {type(distribution).__name__}")
+    try:
+        d = distribution(params)
+    except (TypeError, KeyError, IndexError, AttributeError) as err:
+        raise ValueError(
+            f"{name}: calling it on params failed ({type(err).__name__}: {err}); check that params has the "
+            "structure this function expects"
+        ) from err
+    if not (hasattr(d, "sample") and hasattr(d, "log_prob")):
+        raise TypeError(f"{name}: must return an object with sample(key, shape) and log_prob(x), got {type(d).__name__}")
+    return d
+
+
+def is_discrete(d) -> bool:
+    support = getattr(d, "support", None)
+    if support is not None and getattr(support, "is_discrete", False):
+        return True
+    try:
+        probe = jax.eval_shape(lambda k: d.sample(k), jax.random.key(0))
+    except Exception:  # pragma: no cover - exotic distributions: assume continuous
+        return False
+    return any(not jnp.issubdtype(p.dtype, jnp.floating) for p in jax.tree_util.tree_leaves(probe))
+
+
+def scalar_value(f: Callable, *args, name: str = "f", allow_int: bool = True):
+    out = f(*args)
+    if jnp.ndim(out) != 0:
+        raise ValueError(f"{name}: must return a scalar, got shape {jnp.shape(out)}; sum or average it first")
+    if not jnp.issubdtype(jnp.result_type(out), jnp.floating):
+        if not allow_int:
+            raise TypeError(
+                f"{name}: returns dtype {jnp.result_type(out)}, which has no derivative; the pathwise estimator needs "
+                "a floating-point f that is differentiable in x (use score_function_gradient for a discrete-valued f)"
+            )
+        out = jnp.asarray(out, jnp.result_type(float))
+    return out
+
+
+def _depends_on(jaxpr, invars) -> list[bool]:
+    """Which outputs of a jaxpr depend on ``invars`` (conservative: any input dependence counts)."""
+    live = set(id(v) for v in invars)
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, _Literal) and id(v) in live for v in eqn.invars):
+            live.update(id(v) for v in eqn.outvars)
+    return [not isinstance(v, _Literal) and id(v) in live for v in jaxpr.outvars]
+
+
+def check_differentiable_in_x(f: Callable, x_example, params, name: str = "f") -> None:
+    """Raise if the tangent of ``f(x, params)`` along ``x`` is identically zero (a step, round, comparison).
+
+    Such an ``f`` has a zero pathwise gradient almost everywhere although E[f] moves with the
+    parameters, so the reparameterization estimator would silently return a biased zero.
+    """
+    spec = tree_map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), x_example)
+
+    def tangent(x, t):
+        return jax.jvp(lambda xx: f(xx, params), (x,), (t,))[1]
+
+    try:
+        closed = jax.make_jaxpr(tangent)(spec, spec)
+    except Exception:  # the check is a courtesy; a failure to trace shows up in the real call
+        return
+    n_x = len(jax.tree_util.tree_leaves(spec))
+    t_vars = closed.jaxpr.invars[n_x:]
+    if not any(_depends_on(closed.jaxpr, t_vars)):
+        raise ValueError(
+            f"{name}: its derivative with respect to the sample x is zero everywhere (a step, round, sign, "
+            "comparison or stop_gradient), so the pathwise (reparameterization) estimator would be biased. "
+            "Use score_function_gradient, measure_valued_gradient or a relaxation instead"
+        )
+
+
+def estimate_from_terms(terms, values, *, info=None) -> Estimate:
+    """An Estimate of the gradient from per-sample gradient terms (leading axis = sample)."""
+    est = Estimate.from_samples(terms)
+    values = jnp.asarray(values)
+    n = values.shape[0]
+    extra = {
+        "value": jnp.mean(values),
+        "value_stderr": jnp.std(values, ddof=1) / jnp.sqrt(n),
+    }
+    if info:
+        extra.update(info)
+    est.info = extra
+    return est
+
+
+def split_keys(key, num: int):
+    if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,))):
+        raise TypeError(f"key: expected a jax.random key, got {type(key).__name__}")
+    return jax.random.split(key, num)
+
+
+def stop(tree: Any):
+    return jax.lax.stop_gradient(tree)
+
+
+def tree_scale(tree, s):
+    return tree_map(lambda a: a * s, tree)
+
+
+def tree_add(a, b):
+    return tree_map(jnp.add, a, b)
+
+
+def tree_zeros_like(tree):
+    return tree_map(jnp.zeros_like, tree)
+
+
+def zero_estimate(mean_tree, n) -> Estimate:
+    """An exact (zero-variance) gradient as an Estimate."""
+    return Estimate(mean_tree, tree_zeros_like(mean_tree), n, jnp.inf)
+
+
+def broadcast(a, shape):
+    """``jnp.broadcast_to`` that always returns an array (numpyro may hand back Python floats)."""
+    return jnp.asarray(jnp.broadcast_to(jnp.asarray(a), tuple(shape)))

@@ -1,0 +1,42 @@
+r"""Programmable variational inference: objectives as programs with per-choice gradient strategies.
+
+ELBO, IWAE(K), VIMCO, doubly-reparameterized IWAE (DReG), reweighted wake-sleep (wake-p, wake-q),
+hierarchical VI with approximate marginalisation (HVI, IWHVI, DIWHVI), SIR, and an Optax ``fit``
+loop. After Becker, Lew, Wang, Ghavami, Huot, Rinard & Mansinghka, *Probabilistic Programming with
+Programmable Variational Inference* (PLDI 2024). Models are log-joints ``log_joint(z, theta, *data)``,
+guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``.
+"""
+
+from ulam.vi.fit import FitResult, fit, make_step
+from ulam.vi.hierarchical import HierarchicalGuide, diwhvi, hierarchical_elbo, hvi, iwhvi
+from ulam.vi.objectives import (
+    Objective,
+    check_vi_params,
+    elbo,
+    iwae,
+    iwae_dreg,
+    log_mean_exp,
+    reweighted_wake_sleep,
+    sir_sample,
+    vimco,
+)
+
+__all__ = [
+    "Objective",
+    "elbo",
+    "iwae",
+    "vimco",
+    "iwae_dreg",
+    "reweighted_wake_sleep",
+    "sir_sample",
+    "HierarchicalGuide",
+    "hierarchical_elbo",
+    "hvi",
+    "iwhvi",
+    "diwhvi",
+    "fit",
+    "make_step",
+    "FitResult",
+    "check_vi_params",
+    "log_mean_exp",
+]

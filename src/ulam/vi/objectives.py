@@ -1,0 +1,267 @@
+r"""Variational objectives as programs, with unbiased (or, for wake-sleep, consistent) gradient surrogates.
+
+Conventions. A *model* is a log-joint ``log_joint(z, theta, *data) -> scalar``; a *guide* is
+``guide(phi, *data) -> distribution`` over ``z`` (``sample``/``rsample``/``log_prob``; numpyro
+distributions work, ``log_prob`` is summed over batch dimensions). Parameters are the pair
+``params = (theta, phi)``. Every objective is an :class:`Objective`:
+
+* ``value(params, key, *data)``: one draw of the (stochastic) bound;
+* ``surrogate(params, key, *data) -> (s, value)``: ``jax.grad`` of ``s`` in ``params`` is the
+  gradient estimator of :math:`E[\text{value}]` (ascent direction);
+* ``grad_estimate(params, key, num_samples, *data) -> (value Estimate, gradient Estimate)``, with
+  per-coordinate standard errors over independent draws.
+
+ELBO, IWAE and the hierarchical family (:mod:`ulam.vi.hierarchical`) are written as
+:mod:`ulam.grad` programs, so each random choice takes a strategy (``reparam`` for continuous
+guides, ``reinforce``/``baseline(...)``/``enum`` for discrete ones) — the programmable-VI design of
+Becker et al. (PLDI 2024). VIMCO, DReG and RWS are their own estimators.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ulam.estimate import Estimate
+from ulam.grad import _common as C
+from ulam.grad.program import Strategy, program_surrogate, reparam
+
+__all__ = [
+    "Objective",
+    "elbo",
+    "iwae",
+    "vimco",
+    "iwae_dreg",
+    "reweighted_wake_sleep",
+    "sir_sample",
+    "check_vi_params",
+    "log_mean_exp",
+]
+
+
+class Objective(NamedTuple):
+    """A variational objective: ``value``, ``surrogate``, and ``grad_estimate`` (see module docstring)."""
+
+    name: str
+    value: Callable
+    surrogate: Callable
+
+    def grad_estimate(self, params, key, num_samples: int, *data):
+        """``(value Estimate, gradient Estimate)`` from ``num_samples`` independent draws."""
+        n = C.check_num_samples(num_samples)
+        check_vi_params(params)
+        keys = jax.random.split(key, n)
+
+        def one(k):
+            (s, v), g = jax.value_and_grad(lambda p: self.surrogate(p, k, *data), has_aux=True)(params)
+            return v, g
+
+        vals, grads = jax.vmap(one)(keys)
+        return Estimate.from_samples(vals), Estimate.from_samples(grads)
+
+
+def check_vi_params(params) -> None:
+    if not (isinstance(params, (tuple, list)) and len(params) == 2):
+        raise ValueError(
+            "params: expected the pair (theta, phi) of model and guide parameters; wrap a guide-only "
+            "problem as ((), phi)"
+        )
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params: no arrays to fit in (theta, phi)")
+    C.check_params(params)
+
+
+def check_num_particles(num_particles, name: str = "num_particles") -> int:
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int):
+        raise TypeError(f"{name}: expected a Python int, got {type(num_particles).__name__}")
+    if num_particles < 1:
+        raise ValueError(f"{name}: K must be at least 1, got {num_particles}")
+    return num_particles
+
+
+def log_mean_exp(x, axis=0):
+    return logsumexp(x, axis=axis) - math.log(x.shape[axis])
+
+
+def _sum_lp(d, z, lead: int = 0):
+    lp = d.log_prob(z)
+    return jnp.sum(lp, axis=tuple(range(lead, jnp.ndim(lp))))
+
+
+def _particles(d, num_particles):
+    return d.expand_by((num_particles,)) if num_particles > 1 else d
+
+
+def _as_program_objective(name, program_of):
+    """Wrap ``program_of(*data) -> program(t, params)`` (returns one bound draw) as an Objective."""
+
+    def surrogate(params, key, *data):
+        return program_surrogate(program_of(*data), params, key, 1)
+
+    def value(params, key, *data):
+        return surrogate(params, key, *data)[1]
+
+    return Objective(name, value, surrogate)
+
+
+def elbo(log_joint: Callable, guide: Callable, *, strategy: Strategy = reparam) -> Objective:
+    r"""ELBO, :math:`E_{z\sim q_\phi}[\log p_\theta(z, x) - \log q_\phi(z)]` (a program with one choice ``z``).
+
+    ``strategy`` picks the estimator for ``z``: ``reparam`` (default), ``reinforce``,
+    ``baseline(...)``, ``enum`` (finite guides). Becker et al. 2024, §4.3 ``vi.elbo``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
+      >>> from ulam.vi import elbo
+      >>> obj = elbo(lambda z, th: dist.Normal(0., 1.).log_prob(z), lambda phi: dist.Normal(phi[0], jnp.exp(phi[1])))
+      >>> v, g = obj.grad_estimate(((), jnp.array([1.0, 0.0])), jax.random.key(0), 100)
+    """
+
+    def program_of(*data):
+        def program(t, params):
+            theta, phi = params
+            q = guide(phi, *data)
+            z = t.sample("z", q, strategy)
+            return log_joint(z, theta, *data) - _sum_lp(q, z)
+
+        return program
+
+    return _as_program_objective("elbo", program_of)
+
+
+def iwae(log_joint: Callable, guide: Callable, num_particles: int, *, strategy: Strategy = reparam) -> Objective:
+    r"""IWAE bound :math:`E[\log \frac1K\sum_k p(z_k,x)/q(z_k)]` (Burda et al. 2016); ``K = num_particles >= 1``.
+
+    A program with one vector choice ``z`` of ``K`` particles (``strategy`` as in :func:`elbo`).
+    """
+    K = check_num_particles(num_particles)
+
+    def program_of(*data):
+        def program(t, params):
+            theta, phi = params
+            q = guide(phi, *data)
+            zs = t.sample("z", _particles(q, K), strategy)
+            if K == 1:
+                return log_joint(zs, theta, *data) - _sum_lp(q, zs)
+            log_w = jax.vmap(lambda z: log_joint(z, theta, *data))(zs) - _sum_lp(q, zs, lead=1)
+            return log_mean_exp(log_w)
+
+        return program
+
+    return _as_program_objective(f"iwae({K})", program_of)
+
+
+def _log_weights(log_joint, guide, params, key, K, data, *, stop_z):
+    theta, phi = params
+    q = guide(phi, *data)
+    qK = _particles(q, K)
+    zs = qK.sample(key) if stop_z else (qK.rsample(key) if hasattr(qK, "rsample") else qK.sample(key))
+    if stop_z:
+        zs = jax.lax.stop_gradient(zs)
+    if K == 1:
+        zs = zs[None]
+    lp = jax.vmap(lambda z: log_joint(z, theta, *data))(zs)
+    lq = jax.vmap(lambda z: _sum_lp(q, z))(zs)
+    return zs, lp, lq, q
+
+
+def vimco(log_joint: Callable, guide: Callable, num_particles: int) -> Objective:
+    r"""VIMCO (Mnih & Rezende 2016): multi-sample score-function gradient of the IWAE bound, for discrete guides.
+
+    With :math:`\hat L = \log\frac1K\sum_k w_k` and :math:`\hat L_{-k}` the same with
+    :math:`\log w_k` replaced by the mean of the other log-weights, the surrogate is
+    :math:`\sum_k \bot(\hat L - \hat L_{-k})\log q(z_k) + \hat L`. Needs ``K >= 2``.
+    """
+    K = check_num_particles(num_particles)
+    if K < 2:
+        raise ValueError(f"num_particles: VIMCO needs K >= 2 for its leave-one-out baselines, got {K}")
+
+    def surrogate(params, key, *data):
+        zs, lp, lq, q = _log_weights(log_joint, guide, params, key, K, data, stop_z=True)
+        log_w = lp - lq
+        L = log_mean_exp(log_w)
+        mean_others = (jnp.sum(log_w) - log_w) / (K - 1)
+        # L_{-k}: log-mean-exp with log w_k replaced by the mean of the others, for every k at once.
+        replaced = jnp.where(jnp.eye(K, dtype=bool), mean_others[:, None], log_w[None, :])
+        L_minus = jax.vmap(log_mean_exp)(replaced)
+        signal = jax.lax.stop_gradient(L - L_minus)
+        return jnp.sum(signal * lq) + L, jax.lax.stop_gradient(L)
+
+    return Objective(f"vimco({K})", lambda p, k, *d: surrogate(p, k, *d)[1], surrogate)
+
+
+def iwae_dreg(log_joint: Callable, guide: Callable, num_particles: int) -> Objective:
+    r"""Doubly-reparameterized IWAE gradient (DReG; Tucker, Lawson, Gu & Maddison, ICLR 2019).
+
+    Guide: :math:`\sum_k \bot(\bar w_k^2)\,\nabla_\phi \log w_k` with the score term of
+    :math:`\log q` dropped (``log q`` evaluated at stopped ``phi``); model: the IWAE gradient
+    :math:`\sum_k \bot(\bar w_k)\nabla_\theta \log p_\theta(z_k,x)`. Unbiased for the IWAE bound's
+    gradient; needs a reparameterizable guide.
+    """
+    K = check_num_particles(num_particles)
+
+    def surrogate(params, key, *data):
+        theta, phi = params
+        q_stop = guide(jax.lax.stop_gradient(phi), *data)
+        q = guide(phi, *data)
+        qK = _particles(q, K)
+        if not hasattr(qK, "rsample") or getattr(qK, "has_rsample", True) is False:
+            raise ValueError("guide: DReG needs a reparameterizable guide (rsample)")
+        zs = qK.rsample(key)
+        if K == 1:
+            zs = zs[None]
+        lp_guide_path = jax.vmap(lambda z: log_joint(z, jax.lax.stop_gradient(theta), *data))(zs)
+        lq_stop = jax.vmap(lambda z: _sum_lp(q_stop, z))(zs)
+        log_w = lp_guide_path - lq_stop
+        w_bar = jax.lax.stop_gradient(jax.nn.softmax(log_w))
+        guide_term = jnp.sum(w_bar**2 * log_w)
+        lp_model = jax.vmap(lambda z: log_joint(z, theta, *data))(jax.lax.stop_gradient(zs))
+        model_term = jnp.sum(w_bar * lp_model)
+        return guide_term + model_term, jax.lax.stop_gradient(log_mean_exp(log_w))
+
+    return Objective(f"iwae_dreg({K})", lambda p, k, *d: surrogate(p, k, *d)[1], surrogate)
+
+
+def reweighted_wake_sleep(log_joint: Callable, guide: Callable, num_particles: int, *, wake_q: bool = True,
+                          wake_p: bool = True) -> Objective:
+    r"""Reweighted wake-sleep (Bornschein & Bengio 2015; Le et al. 2019): wake-p and wake-q updates.
+
+    With SIR weights :math:`\bar w_k \propto p(z_k,x)/q(z_k)` over ``K`` guide draws:
+    wake-p ascends :math:`\sum_k \bar w_k \nabla_\theta\log p_\theta(z_k, x)` (the IWAE model gradient),
+    wake-q ascends :math:`\sum_k \bar w_k \nabla_\phi \log q_\phi(z_k)` (a self-normalised estimate of
+    :math:`-\nabla_\phi KL(p\,\|\,q_\phi)`; consistent, biased for finite K). Works for discrete guides.
+    ``value`` is the IWAE bound.
+    """
+    K = check_num_particles(num_particles)
+
+    def surrogate(params, key, *data):
+        zs, lp, lq, q = _log_weights(log_joint, guide, params, key, K, data, stop_z=True)
+        log_w = jax.lax.stop_gradient(lp - lq)
+        w_bar = jax.nn.softmax(log_w)
+        s = 0.0
+        if wake_p:
+            s = s + jnp.sum(w_bar * lp)
+        if wake_q:
+            s = s + jnp.sum(w_bar * lq)
+        return s, log_mean_exp(log_w)
+
+    return Objective(f"rws({K})", lambda p, k, *d: surrogate(p, k, *d)[1], surrogate)
+
+
+def sir_sample(key, log_joint: Callable, guide: Callable, params, num_particles: int, *data):
+    r"""Sampling importance resampling (SIR): draw ``K`` from the guide, return one chosen with prob :math:`\propto w_k`.
+
+    An approximate-normalisation "variational family" (Becker et al. 2024 ``vi.sir``): as
+    ``K`` grows its law tends to the posterior. Returns ``(z, log_weights)``.
+    """
+    K = check_num_particles(num_particles)
+    k1, k2 = jax.random.split(key)
+    zs, lp, lq, _ = _log_weights(log_joint, guide, params, k1, K, data, stop_z=True)
+    log_w = lp - lq
+    idx = jax.random.categorical(k2, log_w)
+    return jax.tree_util.tree_map(lambda a: a[idx], zs), log_w

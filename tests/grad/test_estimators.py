@@ -1,0 +1,194 @@
+"""Gradient estimators against exact gradients: unbiasedness within standard errors, exactness, variance."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+from ulam import grad as G
+from ulam.testing import assert_close, assert_variance_reduced, assert_within_stderr
+
+K0 = jax.random.key(7)
+NORMAL = lambda th: dist.Normal(th, 1.0)  # noqa: E731
+NORMAL2 = lambda th: dist.Normal(th[0], th[1])  # noqa: E731
+BERN = lambda th: dist.Bernoulli(logits=th)  # noqa: E731
+SQUARE = lambda x, th: x**2  # noqa: E731
+FB = lambda b, th: jnp.sum((b - 0.45) ** 2)  # noqa: E731
+THETA = 0.3
+S = float(jax.nn.sigmoid(THETA))
+BERN_TRUTH = 0.1 * S * (1 - S)  # d/dθ E[(b - 0.45)^2], b ~ Bernoulli(sigmoid θ)
+
+
+@pytest.mark.parametrize("baseline", [None, "leave_one_out", "optimal", 1.5])
+def test_score_function_gaussian_square(baseline):
+    est = G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 4000, baseline=baseline)
+    assert_within_stderr(est, 2.0, z=3)
+
+
+def test_pathwise_and_mvd_gaussian_mean_and_scale():
+    th = jnp.array([1.0, 2.0])  # d/dμ E[x²] = 2μ, d/dσ E[x²] = 2σ
+    for est in (G.pathwise_gradient(SQUARE, NORMAL2, th, K0, 4000), G.measure_valued_gradient(SQUARE, NORMAL2, th, K0, 4000)):
+        assert_within_stderr(est, jnp.array([2.0, 4.0]), z=3)
+
+
+def test_baselines_and_reparam_reduce_variance():
+    plain = G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 4000)
+    for b in ("leave_one_out", "optimal"):
+        assert_variance_reduced(plain, G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 4000, baseline=b), 1.3)
+    assert_variance_reduced(plain, G.pathwise_gradient(SQUARE, NORMAL, 1.0, K0, 4000), 5.0)
+
+
+def test_ema_baseline_unbiased_and_reduces_variance():
+    ema = G.ema_baseline(0.8)
+    state = ema.init()
+    ests = []
+    for i in range(8):
+        est = G.score_function_gradient(SQUARE, NORMAL, 1.0, jax.random.fold_in(K0, i), 4000, baseline=ema.value(state))
+        state = ema.update(state, est.info["value"])
+        ests.append(est)
+    # after warm-up the baseline sits near E[f] = 2 and the estimate stays unbiased
+    assert abs(float(ema.value(state)) - 2.0) < 0.3
+    pooled = __import__("ulam").pool(ests[2:])
+    assert_within_stderr(pooled, 2.0, z=3)
+    plain = G.score_function_gradient(SQUARE, NORMAL, 1.0, jax.random.fold_in(K0, 99), 4000)
+    assert_variance_reduced(plain, ests[-1], 1.3)
+
+
+def test_optimal_baseline_ema_running_average():
+    init, update, value = G.optimal_baseline_ema(0.5)
+    a = jnp.array([0.4, -0.4])
+    state = init(a)
+    loss = lambda h, a: jnp.sum((h - 0.3) ** 2)  # noqa: E731
+    for i in range(4):
+        est = G.score_function_gradient(loss, BERN, a, jax.random.fold_in(K0, i), 2000, baseline=value(state))
+        state = update(state, est)
+    # one unit: E[(h-p)^2 L]/E[(h-p)^2] = (1-p) L(1) + p L(0), plus the other unit's mean loss
+    p = jax.nn.sigmoid(a)
+    own = (1 - p) * 0.49 + p * 0.09
+    other = (p * 0.49 + (1 - p) * 0.09)[::-1]
+    exact = own + other
+    assert_close(value(state), jnp.full(2, exact), atol=0.05)
+
+
+def test_bernoulli_unbiased_estimators():
+    for fn in (G.score_function_gradient, G.arm_gradient, G.disarm_gradient, G.rebar_gradient):
+        est = fn(FB, BERN, THETA, K0, 4000)
+        assert_within_stderr(est, BERN_TRUTH, z=3, msg=f"{fn.__name__}: ")
+    relax = G.relax_gradient(FB, BERN, THETA, K0, 4000, control=lambda z, psi: psi * jnp.sum(jax.nn.sigmoid(z)),
+                             control_params=jnp.asarray(0.3))
+    assert_within_stderr(relax, BERN_TRUTH, z=3)
+    assert jnp.isfinite(relax.info["control_params_grad"])
+
+
+def test_disarm_beats_arm_and_score_function():
+    f = lambda b, th: jnp.sum((b - jnp.array([0.45, 0.2, 0.7])) ** 2)  # noqa: E731
+    th = jnp.array([0.3, -1.0, 0.5])
+    arm = G.arm_gradient(f, BERN, th, K0, 4000)
+    disarm = G.disarm_gradient(f, BERN, th, K0, 4000)
+    sf = G.score_function_gradient(f, BERN, th, K0, 4000)
+    exact = G.enumeration_gradient(f, BERN, th)
+    for est in (arm, disarm, sf):
+        assert_within_stderr(est, exact.mean, z=3)
+    assert_variance_reduced(arm, disarm, 1.0)
+    assert_variance_reduced(sf, disarm, 2.0)
+
+
+def test_enumeration_and_mvd_exact_bernoulli():
+    enum = G.enumeration_gradient(FB, BERN, THETA)
+    assert_close(enum.mean, BERN_TRUTH, rtol=1e-5)
+    assert float(enum.stderr) == 0.0
+    mvd = G.measure_valued_gradient(FB, BERN, THETA, K0, 16)
+    assert_close(mvd.mean, BERN_TRUTH, rtol=1e-5)
+    assert float(mvd.stderr) < 1e-7  # both branches are evaluated: deterministic
+
+
+def test_categorical_mvd_and_enumeration_exact():
+    th = jnp.array([0.2, -0.5, 1.0])
+    f = lambda x, th: (x.astype(jnp.float32) - 0.7) ** 2  # noqa: E731
+    values = (jnp.arange(3.0) - 0.7) ** 2
+    truth = jax.grad(lambda t: jnp.sum(jax.nn.softmax(t) * values))(th)
+    cat = lambda t: dist.Categorical(logits=t)  # noqa: E731
+    assert_close(G.enumeration_gradient(f, cat, th).mean, truth, rtol=1e-5)
+    assert_close(G.measure_valued_gradient(f, cat, th, K0, 8).mean, truth, rtol=1e-5, atol=1e-6)
+
+
+def test_poisson_mvd():
+    est = G.measure_valued_gradient(lambda x, th: x.astype(jnp.float32) ** 2, lambda lam: dist.Poisson(lam), 2.0, K0, 4000)
+    assert_within_stderr(est, 5.0, z=3)  # d/dλ (λ + λ²) = 1 + 2λ
+
+
+def test_implicit_reparameterization_gamma_beta():
+    g = G.implicit_pathwise_gradient(lambda x, a: x**2, lambda a: dist.Gamma(a, 1.0), 2.0, K0, 3000)
+    assert_within_stderr(g, 5.0, z=3)  # E[x²] = a + a², derivative 1 + 2a
+    b = G.implicit_pathwise_gradient(lambda x, a: x, lambda a: dist.Beta(a, 3.0), 2.0, K0, 3000)
+    assert_within_stderr(b, 3.0 / 25.0, z=3)  # d/da a/(a+b) = b/(a+b)²
+
+
+def test_gumbel_softmax_is_biased_and_straight_through_sign():
+    gs = G.gumbel_softmax_gradient(FB, BERN, THETA, K0, 4000, temperature=0.5)
+    assert abs(float(gs.mean) - BERN_TRUTH) > 4 * float(gs.stderr)  # it estimates the relaxed objective
+    cat = lambda t: dist.Categorical(logits=t)  # noqa: E731
+    w = jnp.array([0.0, 1.0, 3.0])
+    st = G.gumbel_softmax_gradient(lambda y, th: jnp.sum(y * w), cat, jnp.zeros(3), K0, 5000, straight_through=True)
+    truth = jax.grad(lambda t: jnp.sum(jax.nn.softmax(t) * w))(jnp.zeros(3))
+    assert np.all(np.sign(np.asarray(st.mean)) == np.sign(np.asarray(truth)))
+
+
+def test_jit_compatible_and_deterministic():
+    f = jax.jit(lambda th, k: G.pathwise_gradient(SQUARE, NORMAL, th, k, 256).mean)
+    assert_close(f(1.0, K0), G.pathwise_gradient(SQUARE, NORMAL, 1.0, K0, 256).mean, rtol=1e-5)
+    g = jax.jit(lambda th, k: G.score_function_gradient(FB, BERN, th, k, 256, baseline="optimal"))
+    e = g(THETA, K0)
+    assert e.mean.shape == () and float(e.stderr) > 0
+
+
+def test_pytree_params():
+    params = {"loc": jnp.array([0.5, -1.0]), "log_scale": jnp.zeros(2)}
+    d = lambda p: dist.Normal(p["loc"], jnp.exp(p["log_scale"]))  # noqa: E731
+    f = lambda x, p: jnp.sum(x**2)  # noqa: E731
+    truth = {"loc": 2 * params["loc"], "log_scale": 2 * jnp.ones(2)}  # d/d log σ E[x²] = 2σ²
+    for fn in (G.pathwise_gradient, G.measure_valued_gradient, G.score_function_gradient):
+        est = fn(f, d, params, K0, 4000)
+        assert jax.tree_util.tree_structure(est.mean) == jax.tree_util.tree_structure(params)
+        assert_within_stderr(est, truth, z=3, msg=f"{fn.__name__}: ")
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", [lambda x, th: jnp.round(x), lambda x, th: jnp.where(x > 0, 1.0, 0.0),
+                               lambda x, th: jax.lax.stop_gradient(x) ** 2])
+def test_pathwise_rejects_non_differentiable_f(f):
+    with pytest.raises(ValueError, match="derivative with respect to the sample x is zero"):
+        G.pathwise_gradient(f, NORMAL, 1.0, K0, 10)
+
+
+def test_pathwise_rejects_integer_valued_f_and_discrete_distribution():
+    with pytest.raises(TypeError, match="no derivative"):
+        G.pathwise_gradient(lambda x, th: (x > 0).astype(jnp.int32), NORMAL, 1.0, K0, 10)
+    with pytest.raises(ValueError, match="discrete"):
+        G.pathwise_gradient(FB, BERN, THETA, K0, 10)
+
+
+def test_wrong_parameter_structure():
+    d = lambda p: dist.Normal(p["loc"], 1.0)  # noqa: E731
+    with pytest.raises(ValueError, match="structure this function expects"):
+        G.score_function_gradient(SQUARE, d, jnp.array([1.0]), K0, 10)
+    with pytest.raises(ValueError, match="pytree structure"):
+        G.score_function_gradient(SQUARE, d, {"loc": 1.0}, K0, 10, baseline={"scale": 1.0})
+    with pytest.raises(TypeError, match="floating-point"):
+        G.score_function_gradient(SQUARE, NORMAL, 1, K0, 10)
+    with pytest.raises(ValueError, match="unknown name"):
+        G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 10, baseline="best")
+
+
+def test_bad_sample_counts_and_families():
+    with pytest.raises(ValueError, match="at least 2"):
+        G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 1)
+    with pytest.raises(TypeError, match="measure-valued gradients are implemented"):
+        G.measure_valued_gradient(SQUARE, lambda a: dist.Gamma(a, 1.0), 1.0, K0, 10)
+    with pytest.raises(TypeError, match="ARM/DisARM need a Bernoulli"):
+        G.disarm_gradient(SQUARE, NORMAL, 1.0, K0, 10)
+    with pytest.raises(ValueError, match="exceeds max_configurations"):
+        G.enumeration_gradient(FB, BERN, jnp.zeros(20))
