@@ -109,7 +109,7 @@ def peak_memory_mb(n: int, batch_size: int | None) -> float:
     code = (
         "import resource, jax, jax.numpy as jnp, numpyro.distributions as d, ulam;"
         f"e = ulam.monte_carlo(jnp.exp, d.Normal(0., 1.), jax.random.key(0), {n}, batch_size={batch_size});"
-        "print(float(e.mean)); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(float(e.mean)); print(int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     return float(out.stdout.split()[-1])
@@ -134,7 +134,7 @@ def main() -> str:
     mem_baseline = float(
         subprocess.run([sys.executable, "-c", "import resource, jax, jax.numpy as jnp, ulam;"
                         "jnp.ones(3).block_until_ready();"
-                        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+                        "print(int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]) / 1024)"],
                        capture_output=True, text=True, check=True).stdout.split()[-1]
     )
 

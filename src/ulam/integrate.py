@@ -556,8 +556,12 @@ def sobol_points(key: jax.Array, num: int, dim: int, dtype=jnp.float32) -> jax.A
       >>> u.shape
       (1024, 3)
     """
-    num = _check_count("num", num)
-    directions = jnp.asarray(_sobol_directions(_check_count("dim", dim), (num - 1).bit_length()))
+    return _sobol_points(key, _check_count("num", num), _check_count("dim", dim), jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _sobol_points(key, num, dim, dtype):
+    directions = jnp.asarray(_sobol_directions(dim, (num - 1).bit_length()))
     scrambled, shift = _scrambled_directions(key, directions)
     return _to_unit_interval(_net(scrambled)[:num] ^ shift, dtype)
 
