@@ -131,8 +131,8 @@ def _flat_spec(f: Callable, example) -> tuple[Callable, Callable, int, Any]:
 
 
 def _one_draw(p: Any, key: jax.Array):
-    draws = _draw(p, key, 1)
-    return jax.tree_util.tree_map(lambda a: a[0], draws)
+    """The shape of one draw, traced abstractly (no sampling code enters the compiled program)."""
+    return jax.eval_shape(lambda k: jax.tree_util.tree_map(lambda a: a[0], _draw(p, k, 1)), key)
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def _one_draw(p: Any, key: jax.Array):
 class Moments(NamedTuple):
     """Running first and second moments of draws ``(f, g)`` with ``f`` in R^kf, ``g`` in R^kg."""
 
-    count: jax.Array  # number of finite draws (float, so it merges without casts)
+    count: jax.Array  # number of finite draws (int32: exact, unlike a float32 running sum past 2^24)
     mean_f: jax.Array  # (kf,)
     mean_g: jax.Array  # (kg,)
     m2_f: jax.Array  # (kf,)   sum of squared deviations of f
@@ -154,40 +154,50 @@ class Moments(NamedTuple):
     @staticmethod
     def zeros(kf: int, kg: int, dtype) -> "Moments":
         z = functools.partial(jnp.zeros, dtype=dtype)
-        return Moments(z(()), z((kf,)), z((kg,)), z((kf,)), z((kf, kg)), z((kg, kg)), jnp.zeros((), jnp.int32))
+        zero = jnp.zeros((), jnp.int32)
+        return Moments(zero, z((kf,)), z((kg,)), z((kf,)), z((kf, kg)), z((kg, kg)), zero)
 
     @property
     def var_f(self):
-        return self.m2_f / jnp.maximum(self.count - 1.0, 1.0)
+        return self.m2_f / jnp.maximum(self.count.astype(self.m2_f.dtype) - 1.0, 1.0)
 
 
-def chunk_moments(fv: jax.Array, gv: jax.Array) -> Moments:
-    """Moments of one chunk of draws ``fv (m, kf)``, ``gv (m, kg)``; draws with any non-finite value are dropped."""
+def chunk_moments(fv: jax.Array, gv: jax.Array, valid: jax.Array | None = None) -> Moments:
+    """Moments of one chunk of draws ``fv (m, kf)``, ``gv (m, kg)``.
+
+    Draws with any non-finite value are dropped (and counted); draws where ``valid``
+    is False are padding and are ignored altogether.
+    """
     finite = jnp.all(jnp.isfinite(fv), axis=1) & jnp.all(jnp.isfinite(gv), axis=1)
+    if valid is None:
+        valid = jnp.ones(fv.shape[:1], bool)
+    nonfinite = jnp.sum(valid & ~finite).astype(jnp.int32)
+    finite = finite & valid
     w = finite.astype(fv.dtype)
-    count = jnp.sum(w)
-    safe = jnp.maximum(count, 1.0)
+    count = jnp.sum(finite).astype(jnp.int32)
+    safe = jnp.maximum(jnp.sum(w), 1.0)
     fv = jnp.where(finite[:, None], fv, 0.0)
     gv = jnp.where(finite[:, None], gv, 0.0)
     mean_f = jnp.sum(fv, axis=0) / safe
     mean_g = jnp.sum(gv, axis=0) / safe
     df = (fv - mean_f) * w[:, None]
     dg = (gv - mean_g) * w[:, None]
-    nonfinite = (fv.shape[0] - jnp.sum(finite)).astype(jnp.int32)
     return Moments(count, mean_f, mean_g, jnp.sum(df * df, axis=0), df.T @ dg, dg.T @ dg, nonfinite)
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
     """Exact moments of the union of two disjoint sets of draws."""
     n = a.count + b.count
-    safe = jnp.maximum(n, 1.0)
+    dtype = a.mean_f.dtype
+    na, nb = a.count.astype(dtype), b.count.astype(dtype)
+    safe = jnp.maximum(na + nb, 1.0)
     df = b.mean_f - a.mean_f
     dg = b.mean_g - a.mean_g
-    weight = a.count * b.count / safe
+    weight = na * nb / safe
     return Moments(
         n,
-        a.mean_f + df * (b.count / safe),
-        a.mean_g + dg * (b.count / safe),
+        a.mean_f + df * (nb / safe),
+        a.mean_g + dg * (nb / safe),
         a.m2_f + b.m2_f + df * df * weight,
         a.c_fg + b.c_fg + jnp.outer(df, dg) * weight,
         a.c_gg + b.c_gg + jnp.outer(dg, dg) * weight,
@@ -196,18 +206,22 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def stream_moments(values: Callable, key: jax.Array, n: int, batch_size: int, kf: int, kg: int, dtype) -> Moments:
-    """Moments of ``n`` draws of ``values(key, m) -> (fv (m, kf), gv (m, kg))``, ``batch_size`` at a time."""
-    num_full, rest = divmod(n, batch_size)
-    keys = jax.random.split(key, num_full + (1 if rest else 0))
-    acc = Moments.zeros(kf, kg, dtype)
-    if num_full:
+    """Moments of ``n`` draws of ``values(key, m) -> (fv (m, kf), gv (m, kg))``, at most ``batch_size`` at a time.
 
-        def body(acc, k):
-            return merge_moments(acc, chunk_moments(*values(k, batch_size))), None
+    All chunks have one shape, so the sampler and integrand compile once: ``n`` is
+    split into ``ceil(n / batch_size)`` equal chunks, and the fewer than one-per-chunk
+    surplus draws of the last chunk are masked out.
+    """
+    num_chunks = -(-n // batch_size)
+    batch = -(-n // num_chunks)
+    keys = jax.random.split(key, num_chunks)
 
-        acc, _ = jax.lax.scan(body, acc, keys[:num_full])
-    if rest:
-        acc = merge_moments(acc, chunk_moments(*values(keys[-1], rest)))
+    def body(acc, inputs):
+        k, index = inputs
+        valid = index * batch + jnp.arange(batch) < n
+        return merge_moments(acc, chunk_moments(*values(k, batch), valid)), None
+
+    acc, _ = jax.lax.scan(body, Moments.zeros(kf, kg, dtype), (keys, jnp.arange(num_chunks)))
     return acc
 
 
@@ -239,7 +253,7 @@ def _apply_nonfinite_policy(est: Estimate, nonfinite: str, total: int, what: str
 def _iid_estimate(m: Moments, unravel: Callable, info: dict | None = None, per_draw_var=None, n_draws=None) -> Estimate:
     var = m.var_f if per_draw_var is None else per_draw_var
     count = m.count
-    stderr = jnp.sqrt(var / jnp.maximum(count, 1.0))
+    stderr = jnp.sqrt(var / jnp.maximum(count.astype(var.dtype), 1.0))
     n_val = count if n_draws is None else n_draws
     info = dict(info or {})
     info["num_nonfinite"] = m.nonfinite
@@ -416,7 +430,7 @@ def _antithetic(p, key, *, f, transform, mode, n_pairs, batch_size):
         reflect = _reflection(p)
         one = _one_draw(p, key)
     else:
-        one = transform.transform(jnp.full((transform.dim,), 0.5))
+        one = jax.eval_shape(transform.transform, jnp.full((transform.dim,), 0.5))
     flat, unravel, k, dtype = _flat_spec(f, one)
 
     def values(key_, m):
@@ -568,7 +582,7 @@ def _sobol_points(key, num, dim, dtype):
 
 @functools.partial(jax.jit, static_argnames=("f", "transform", "log2_m", "num_randomizations", "log2_batch"))
 def _quasi_monte_carlo(key, *, f, transform, log2_m, num_randomizations, log2_batch):
-    flat, unravel, k, dtype = _flat_spec(f, transform.transform(jnp.full((transform.dim,), 0.5)))
+    flat, unravel, k, dtype = _flat_spec(f, jax.eval_shape(transform.transform, jnp.full((transform.dim,), 0.5)))
     m, batch = 1 << log2_m, 1 << log2_batch
     directions = jnp.asarray(_sobol_directions(transform.dim, log2_m))
     no_controls = jnp.zeros((batch, 0), dtype)
@@ -650,7 +664,7 @@ def quasi_monte_carlo(
 
 @functools.partial(jax.jit, static_argnames=("f", "transform", "num_strata", "per_stratum", "batch_size"))
 def _stratified(key, *, f, transform, num_strata, per_stratum, batch_size):
-    flat, unravel, k, dtype = _flat_spec(f, transform.transform(jnp.full((transform.dim,), 0.5)))
+    flat, unravel, k, dtype = _flat_spec(f, jax.eval_shape(transform.transform, jnp.full((transform.dim,), 0.5)))
     K, J = num_strata, per_stratum
     no_controls = functools.partial(jnp.zeros, dtype=dtype)
     eps = jnp.finfo(dtype).eps
@@ -782,10 +796,11 @@ def _control_variates(p, key, g_means, *, f, gs, sampler, n, batch_size, unbiase
         beta_b = _solve_coefficients(mb.c_gg, mb.c_fg.T)
         est_a = ma.mean_f - beta_b.T @ ma.mean_g
         est_b = mb.mean_f - beta_a.T @ mb.mean_g
-        count = ma.count + mb.count
-        mean = (ma.count * est_a + mb.count * est_b) / count
+        na, nb = ma.count.astype(dtype), mb.count.astype(dtype)
+        count = na + nb
+        mean = (na * est_a + nb * est_b) / count
         var_a, var_b = _residual_var(ma, beta_b), _residual_var(mb, beta_a)
-        stderr = jnp.sqrt((ma.count * var_a + mb.count * var_b) / count**2)
+        stderr = jnp.sqrt((na * var_a + nb * var_b) / count**2)
         both = merge_moments(ma, mb)
         var_f, dropped = both.var_f, both.nonfinite
     ess = _variance_equivalent_ess(var_f, stderr)
