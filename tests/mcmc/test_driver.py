@@ -69,6 +69,7 @@ def test_to_arviz(nuts_banana):
     assert "tree_depth" in idata.sample_stats
 
 
+@pytest.mark.slow
 def test_mala_pooled_dense_correlated_gaussian():
     res = mcmc.sample(
         KEY, T.gauss_logdensity, _x0(4), kernel="mala", metric="dense", adapt="pooled",
@@ -140,9 +141,10 @@ def test_sample_checkpoint_file_resumes(tmp_path):
     np.testing.assert_array_equal(a.flat_draws, b.flat_draws)
 
 
-def test_streaming_matches_full_draws():
-    kw = dict(kernel="rwm", num_chains=3, num_warmup=150, num_draws=640, thin=2)
-    full = mcmc.sample(KEY, T.gauss_logdensity, _x0(3), **kw)
+def test_streaming_matches_full_draws(rwm_sampler):
+    # The stored-draws run reuses the compiled program of the rwm_sampler fixture (same settings).
+    kw = dict(kernel="rwm", num_chains=3, num_warmup=150, num_draws=300, thin=2)
+    full = rwm_sampler.result(rwm_sampler.run(rwm_sampler.init(KEY, _x0(3))))
     stream = mcmc.sample(KEY, T.gauss_logdensity, _x0(3), stream=True, stream_batches=16, **kw)
     a, b = full.summary(), stream.summary()
     # Same key, same chains: the running statistics are those of the stored draws.

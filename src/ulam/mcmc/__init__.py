@@ -46,8 +46,10 @@ from ulam.mcmc.sgmcmc import (
     minibatch_gradient,
     run_sgmcmc,
     sample_minibatch,
+    sghmc,
     sghmc_init,
     sghmc_step,
+    sgld,
     sgld_init,
     sgld_step,
 )

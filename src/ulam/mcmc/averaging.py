@@ -19,7 +19,6 @@ moment is zero, so the averaged estimator is the top eigenvector of the averaged
 
 from __future__ import annotations
 
-import itertools
 from typing import Callable, NamedTuple
 
 import jax
@@ -98,9 +97,16 @@ def spherical_langevin(
 def tensor_pca_tensor(key, theta_star, n, k: int = 4):
     r"""The order-``k`` spiked tensor :math:`T = \theta^{*\otimes k} + \mathrm{Sym}(W)/\sqrt n`, W i.i.d. N(0,1)."""
     d = theta_star.shape[0]
-    w = jax.random.normal(key, (d,) * k, theta_star.dtype)
-    perms = list(itertools.permutations(range(k)))
-    sym = sum(jnp.transpose(w, p) for p in perms) / len(perms)
+    sym = jax.random.normal(key, (d,) * k, theta_star.dtype)
+    # The symmetrizer over S_k factors as prod_{m=2..k} (1/m) sum_{j<=m} (j m): 2 + 3 + ... + k
+    # transposes instead of k! (a 2.7x saving at k = 4, where the tensor has d^4 entries).
+    for m in range(1, k):
+        total = sym
+        for j in range(m):
+            axes = list(range(k))
+            axes[j], axes[m] = m, j
+            total = total + jnp.transpose(sym, axes)
+        sym = total / (m + 1)
     spike = theta_star
     for _ in range(k - 1):
         spike = jnp.multiply.outer(spike, theta_star)

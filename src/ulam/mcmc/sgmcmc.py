@@ -6,6 +6,12 @@ r"""Stochastic-gradient MCMC: SGLD and SGHMC with minibatch gradients.
   :math:`\theta' = \theta + v`, :math:`v' = (1-\alpha)v + \eta\,\widehat{\nabla\log\pi}(\theta') +
   \sqrt{2\alpha\eta T}\,\xi`, with learning rate :math:`\eta` and friction :math:`\alpha`.
 
+Use them through the multi-chain driver with :func:`sgld` / :func:`sghmc`, which fold the
+minibatch draw into a :class:`~ulam.mcmc.Kernel` (``mcmc.sample(key, None, x0, kernel=sgld(...),
+num_warmup=..., num_draws=...)`` gives draws (chains, draws, ...), ``summary()``, streaming,
+checkpoints); the driver adapts nothing for them, since there is no acceptance step to adapt to.
+:func:`run_sgmcmc` is the bare single-chain loop without diagnostics.
+
 Both sample :math:`\pi^{1/T}` as the step size goes to zero (with a bias of order the step
 size). The gradient estimate is unbiased for the full-data gradient,
 :math:`\widehat{\nabla\log\pi}(\theta) = \nabla\log p(\theta) + \frac{N}{|B|}\sum_{i\in B}\nabla\log p(x_i|\theta)`
@@ -20,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ulam.mcmc.base import SampleInfo
+from ulam.mcmc.base import Kernel, SampleInfo
 
 __all__ = [
     "SGLDState",
@@ -32,6 +38,8 @@ __all__ = [
     "sghmc_init",
     "sghmc_step",
     "run_sgmcmc",
+    "sgld",
+    "sghmc",
 ]
 
 
@@ -149,3 +157,39 @@ def run_sgmcmc(key, step_fn: Callable, state, data, batch_size: int, num_steps: 
         kept, (state, jnp.zeros((), jnp.int32)), jax.random.split(key, num_steps // thin)
     )
     return state, positions, bad
+
+
+def sgld(grad_estimator: Callable, data, batch_size: int, step_size, temperature=1.0) -> Kernel:
+    """SGLD as a ``Kernel(init, step)``: each step draws a fresh minibatch of ``data`` without replacement.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> data = jnp.linspace(-1.0, 1.0, 50)[:, None]
+      >>> grad = mcmc.minibatch_gradient(lambda w: -0.5 * jnp.sum(w**2), lambda w, x: -0.5 * jnp.sum((x - w) ** 2), 50)
+      >>> kernel = mcmc.sgld(grad, data, batch_size=10, step_size=1e-3)
+      >>> res = mcmc.sample(jax.random.key(0), None, jnp.zeros((2, 1)), kernel=kernel, num_chains=2,
+      ...                   num_warmup=100, num_draws=200)
+      >>> res.flat_draws.shape
+      (2, 200, 1)
+    """
+    sample_minibatch(jax.random.key(0), data, batch_size)  # checks batch_size now, not inside jit
+
+    def step(key, state):
+        k_batch, k_step = jax.random.split(key)
+        return sgld_step(k_step, state, grad_estimator, sample_minibatch(k_batch, data, batch_size), step_size,
+                         temperature)
+
+    return Kernel(sgld_init, step)
+
+
+def sghmc(grad_estimator: Callable, data, batch_size: int, step_size, friction=0.1, temperature=1.0) -> Kernel:
+    """SGHMC as a ``Kernel(init, step)``: each step draws a fresh minibatch of ``data`` without replacement."""
+    sample_minibatch(jax.random.key(0), data, batch_size)
+
+    def step(key, state):
+        k_batch, k_step = jax.random.split(key)
+        return sghmc_step(k_step, state, grad_estimator, sample_minibatch(k_batch, data, batch_size), step_size,
+                          friction, temperature)
+
+    return Kernel(sghmc_init, step)
