@@ -162,17 +162,10 @@ class Moments(NamedTuple):
         return self.m2_f / jnp.maximum(self.count.astype(self.m2_f.dtype) - 1.0, 1.0)
 
 
-def chunk_moments(fv: jax.Array, gv: jax.Array, valid: jax.Array | None = None) -> Moments:
-    """Moments of one chunk of draws ``fv (m, kf)``, ``gv (m, kg)``.
-
-    Draws with any non-finite value are dropped (and counted); draws where ``valid``
-    is False are padding and are ignored altogether.
-    """
+def chunk_moments(fv: jax.Array, gv: jax.Array) -> Moments:
+    """Moments of one chunk of draws ``fv (m, kf)``, ``gv (m, kg)``; draws with any non-finite value are dropped."""
     finite = jnp.all(jnp.isfinite(fv), axis=1) & jnp.all(jnp.isfinite(gv), axis=1)
-    if valid is None:
-        valid = jnp.ones(fv.shape[:1], bool)
-    nonfinite = jnp.sum(valid & ~finite).astype(jnp.int32)
-    finite = finite & valid
+    nonfinite = (fv.shape[0] - jnp.sum(finite)).astype(jnp.int32)
     w = finite.astype(fv.dtype)
     count = jnp.sum(finite).astype(jnp.int32)
     safe = jnp.maximum(jnp.sum(w), 1.0)
@@ -206,22 +199,23 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def stream_moments(values: Callable, key: jax.Array, n: int, batch_size: int, kf: int, kg: int, dtype) -> Moments:
-    """Moments of ``n`` draws of ``values(key, m) -> (fv (m, kf), gv (m, kg))``, at most ``batch_size`` at a time.
+    """Moments of ``n`` draws of ``values(key, m) -> (fv (m, kf), gv (m, kg))``, ``batch_size`` at a time.
 
-    All chunks have one shape, so the sampler and integrand compile once: ``n`` is
-    split into ``ceil(n / batch_size)`` equal chunks, and the fewer than one-per-chunk
-    surplus draws of the last chunk are masked out.
+    Full chunks run in a ``lax.scan``; a remainder chunk, if any, runs after it. (Padding
+    the last chunk instead would compile the sampler once, but the mask it needs made
+    every chunk about 1.4x slower on CPU, so the remainder is kept apart.)
     """
-    num_chunks = -(-n // batch_size)
-    batch = -(-n // num_chunks)
-    keys = jax.random.split(key, num_chunks)
+    num_full, rest = divmod(n, batch_size)
+    keys = jax.random.split(key, num_full + (1 if rest else 0))
+    acc = Moments.zeros(kf, kg, dtype)
+    if num_full:
 
-    def body(acc, inputs):
-        k, index = inputs
-        valid = index * batch + jnp.arange(batch) < n
-        return merge_moments(acc, chunk_moments(*values(k, batch), valid)), None
+        def body(acc, k):
+            return merge_moments(acc, chunk_moments(*values(k, batch_size))), None
 
-    acc, _ = jax.lax.scan(body, Moments.zeros(kf, kg, dtype), (keys, jnp.arange(num_chunks)))
+        acc, _ = jax.lax.scan(body, acc, keys[:num_full])
+    if rest:
+        acc = merge_moments(acc, chunk_moments(*values(keys[-1], rest)))
     return acc
 
 
