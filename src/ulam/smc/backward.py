@@ -1,0 +1,234 @@
+r"""Backward kernels and forward-filtering backward-smoothing (FFBS).
+
+The backward kernel of a filter at time :math:`t` draws an index
+:math:`J` with :math:`P(J = j\mid x_{t+1}) \propto W_t^j\, m(x_t^j, x_{t+1})`
+(Godsill, Doucet & West 2004). Two exact samplers:
+
+* ``"exact"``: evaluate all :math:`N` terms, :math:`O(N)` per draw
+  (:math:`O(N^2)` per step for :math:`N` draws), memory-bounded by chunking;
+* ``"rejection"``: propose :math:`J\sim W_t` and accept with probability
+  :math:`m(x_t^J, x_{t+1})/\bar m` where :math:`\bar m \ge \sup m` is the
+  model's ``transition_log_bound`` (Douc, Garivier, Moulines & Olsson 2011),
+  :math:`O(1)` expected per draw when the bound is reasonably tight. After
+  ``max_trials`` rejected proposals the remaining draws fall back to the exact
+  sampler (the hybrid of Dau & Chopin 2022), so the law is exact either way.
+
+``"auto"`` picks rejection when the model has a bound, else exact.
+
+Example:
+  >>> import jax
+  >>> from ulam.smc import (LinearGaussianModel, linear_gaussian_ssm, simulate, Bootstrap,
+  ...                       run_filter, backward_sample)
+  >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+  >>> ssm = linear_gaussian_ssm(lg)
+  >>> _, y = simulate(jax.random.key(0), ssm, 20)
+  >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 200, keep_history=True)
+  >>> paths = backward_sample(jax.random.key(2), ssm, out.history, 50)
+  >>> paths.shape
+  (50, 20)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ulam.estimate import Estimate
+from ulam.smc.filtering import ParticleHistory
+from ulam.smc.models import StateSpaceModel
+
+__all__ = ["backward_indices", "backward_sample", "smoothing_expectation"]
+
+_EXACT_CHUNK = 256
+# Below this many particles the O(N^2) exact backward kernel is cheaper than rejection.
+_AUTO_EXACT_BELOW = 256
+
+
+def _take(x, idx):
+    return jax.tree_util.tree_map(lambda v: jnp.take(v, idx, axis=0), x)
+
+
+def _bcast(target, n):
+    return jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (n,) + v.shape), target)
+
+
+def _exact(key, ssm, log_w, x_prev, targets):
+    n = log_w.shape[0]
+    m = jax.tree_util.tree_leaves(targets)[0].shape[0]
+    uniforms = jax.random.uniform(key, (m,))
+
+    def one(args):
+        u, target = args
+        logits = log_w + _nan_to_neg_inf(ssm.log_transition(x_prev, _bcast(target, n)))
+        # Inverse CDF with one uniform per draw: far cheaper than Gumbel-max's N uniforms.
+        cdf = jnp.cumsum(jnp.exp(logits - jnp.max(logits)))
+        idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
+        return jnp.minimum(idx, n - 1).astype(jnp.int32)
+
+    return lax.map(one, (uniforms, targets), batch_size=min(m, _EXACT_CHUNK))
+
+
+def _nan_to_neg_inf(v):
+    return jnp.where(jnp.isnan(v), -jnp.inf, v)
+
+
+def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
+    bound = ssm.transition_log_bound
+    n = log_w.shape[0]
+    m = jax.tree_util.tree_leaves(targets)[0].shape[0]
+    cdf = jnp.cumsum(jax.nn.softmax(log_w))
+    cdf = cdf.at[-1].set(jnp.inf)
+    keys = jax.random.split(key, 4)
+
+    def attempts(k, lane_targets, out, done, trials):
+        size = out.shape[0]
+
+        def cond(state):
+            return (state[2] < trials) & ~jnp.all(state[1])
+
+        def body(state):
+            out, done, trial, k = state
+            k, k1, k2 = jax.random.split(k, 3)
+            proposal = jnp.searchsorted(cdf, jax.random.uniform(k1, (size,)), side="right").astype(jnp.int32)
+            proposal = jnp.minimum(proposal, n - 1)
+            log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), lane_targets)) - bound
+            new = ~done & (jnp.log(jax.random.uniform(k2, (size,))) < log_accept)
+            return jnp.where(new, proposal, out), done | new, trial + 1, k
+
+        out, done, _, _ = lax.while_loop(cond, body, (out, done, jnp.int32(0), k))
+        return out, done
+
+    # Stage 1 runs every lane a few times; later stages run only the lanes still
+    # pending, compacted into smaller arrays, so the work follows the acceptances.
+    out, done = attempts(keys[0], targets, jnp.zeros((m,), jnp.int32), jnp.zeros((m,), bool), min(3, max_trials))
+    used = min(3, max_trials)
+    for stage, (frac, trials) in enumerate(((4, min(8, max_trials - used)), (16, max_trials - used - 8))):
+        size = max(1, -(-m // frac))
+        if trials <= 0 or size >= m:
+            continue
+        (lanes,) = jnp.nonzero(~done, size=size, fill_value=m)
+        valid = lanes < m
+        safe = jnp.where(valid, lanes, 0)
+        sub_out, sub_done = attempts(
+            keys[1 + stage], _take(targets, safe), jnp.zeros((size,), jnp.int32), ~valid, trials
+        )
+        write = jnp.where(valid & sub_done, lanes, m)
+        out = out.at[write].set(sub_out, mode="drop")
+        done = done.at[write].set(True, mode="drop")
+
+    # Exact draws for whatever is still pending, `fallback_chunk` targets at a time.
+    def fcond(state):
+        return ~jnp.all(state[1])
+
+    def fbody(state):
+        out, done, k = state
+        k, k1 = jax.random.split(k)
+        (pending,) = jnp.nonzero(~done, size=_fallback_size(m, fallback_chunk), fill_value=m)
+        valid = pending < m
+        draws = _exact(k1, ssm, log_w, x_prev, _take(targets, jnp.where(valid, pending, 0)))
+        write = jnp.where(valid, pending, m)
+        return out.at[write].set(draws, mode="drop"), done.at[write].set(True, mode="drop"), k
+
+    out, _, _ = lax.while_loop(fcond, fbody, (out, done, keys[3]))
+    return out
+
+
+def _fallback_size(m, fallback_chunk):
+    # At most ~16 exact passes even when most proposals were rejected.
+    return max(fallback_chunk, -(-m // 16))
+
+
+def backward_indices(
+    key,
+    ssm: StateSpaceModel,
+    log_weights,
+    particles,
+    targets,
+    *,
+    method: str = "auto",
+    max_trials: int = 32,
+    fallback_chunk: int = 64,
+):
+    r"""Draw one index per target from the backward kernel :math:`\propto W^j m(x^j, \text{target})`.
+
+    Args:
+      key: a JAX key.
+      ssm: the model (its ``transition_log_prob``, and ``transition_log_bound`` for rejection).
+      log_weights: ``(N,)`` filtering log-weights at time t.
+      particles: particles at time t (leading axis N).
+      targets: particles at time t+1 (leading axis M), one draw each.
+      method: ``"exact"``, ``"rejection"`` or ``"auto"``.
+      max_trials: rejection proposals per draw before the exact fallback.
+      fallback_chunk: how many leftover draws the exact fallback handles per pass.
+
+    Returns:
+      ``(M,)`` int32 indices into ``particles``.
+    """
+    method = _resolve(ssm, method, log_weights.shape[0])
+    if method == "exact":
+        return _exact(key, ssm, log_weights, particles, targets)
+    return _rejection(key, ssm, log_weights, particles, targets, max_trials, fallback_chunk)
+
+
+def _resolve(ssm, method, num_particles=None):
+    num_particles = _AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
+    if method not in ("auto", "exact", "rejection"):
+        raise ValueError(f"method: expected 'auto', 'exact' or 'rejection', got {method!r}")
+    if ssm.transition_log_prob is None:
+        raise ValueError("ssm.transition_log_prob: backward sampling needs the transition density")
+    if method == "rejection" and ssm.transition_log_bound is None:
+        raise ValueError(
+            "method='rejection' needs ssm.transition_log_bound, an upper bound of log m(x, x'); "
+            "give one or use method='exact'"
+        )
+    if method == "auto":
+        return "rejection" if ssm.transition_log_bound is not None and num_particles > _AUTO_EXACT_BELOW else "exact"
+    return method
+
+
+def backward_sample(
+    key, ssm: StateSpaceModel, history: ParticleHistory, num_trajectories: int, *, method: str = "auto", max_trials: int = 32
+):
+    r"""Forward-filtering backward-sampling: ``num_trajectories`` draws of :math:`X_{0:T-1}` given the filter.
+
+    :math:`B_{T-1}\sim W_{T-1}`, then :math:`B_t \sim W_t^j m(x_t^j, x_{t+1}^{B_{t+1}})`
+    backwards (Godsill, Doucet & West 2004). ``method="exact"`` costs
+    :math:`O(MN)` per step; ``"rejection"`` :math:`O(M)` expected (see module doc).
+    Returns a pytree with leaves ``(num_trajectories, T, ...)``.
+    """
+    if not isinstance(num_trajectories, int) or num_trajectories < 1:
+        raise ValueError(f"num_trajectories: expected a positive int, got {num_trajectories!r}")
+    method = _resolve(ssm, method, history.log_weights.shape[1])
+    xs, lws = history.particles, history.log_weights
+    num_steps = lws.shape[0]
+    k_last, k_rest = jax.random.split(key)
+    last = jax.random.categorical(k_last, lws[-1], shape=(num_trajectories,)).astype(jnp.int32)
+    x_last = _take(_at(xs, num_steps - 1), last)
+
+    def step(x_next, inputs):
+        k, t = inputs
+        x_t, lw_t = _at(xs, t), lws[t]
+        idx = backward_indices(k, ssm, lw_t, x_t, x_next, method=method, max_trials=max_trials)
+        x_new = _take(x_t, idx)
+        return x_new, x_new
+
+    ts = jnp.arange(num_steps - 2, -1, -1)
+    _, path = lax.scan(step, x_last, (jax.random.split(k_rest, num_steps - 1), ts))
+    # path is reversed in time (T-2 .. 0); put time on axis 1.
+    full = jax.tree_util.tree_map(lambda p, l: jnp.concatenate([p[::-1], l[None]], 0), path, x_last)
+    return jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), full)
+
+
+def _at(x, t):
+    return jax.tree_util.tree_map(lambda v: v[t], x)
+
+
+def smoothing_expectation(paths, fn=lambda path: path) -> Estimate:
+    """The mean of ``fn(path)`` over backward-sampled paths, with the i.i.d.-draws standard error.
+
+    The paths are conditionally independent given the particle system, so the
+    standard error covers the backward-sampling noise, not the forward filter's.
+    """
+    values = jax.vmap(fn)(paths)
+    return Estimate.from_samples(values)

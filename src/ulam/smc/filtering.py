@@ -1,0 +1,379 @@
+r"""Particle filters: one ``lax.scan`` over a Feynman–Kac model.
+
+:func:`run_filter` runs the generic SMC algorithm (Chopin & Papaspiliopoulos
+2020, Alg. 10.1) for any model of :mod:`ulam.smc.models` — bootstrap, guided,
+auxiliary or a user Feynman–Kac model — with adaptive resampling, and returns
+
+* the log-likelihood :math:`\log\hat L_T = \sum_t \log\big(\sum_i \bar w^i_{t-1} G_t^i\big)`
+  as an :class:`~ulam.Estimate` whose standard error is Lee & Whiteley's
+  (2018, *Variance estimation in the particle filter*, Biometrika 105) single-run,
+  genealogy-based estimate: with Eve indices :math:`E^i` (time-0 ancestor),
+  :math:`R` resampling events and final normalized weights :math:`W^i`,
+
+  .. math:: \frac{\widehat{\mathrm{Var}}(\hat L)}{\hat L^2}
+       = 1 - \Big(\frac{N}{N-1}\Big)^{R+1} \sum_{i,j:\,E^i\neq E^j} W^i W^j,
+
+  where :math:`\hat L^2 - \widehat{\mathrm{Var}}(\hat L)` is an unbiased
+  estimate of :math:`L^2` under multinomial resampling (Du & Guyader 2021 for
+  the adaptive case; other schemes make it conservative); the log-scale standard
+  error reported is :math:`\sqrt{-\log(1 - \widehat{\mathrm{Var}}(\hat L)/\hat L^2)}`
+  (exact when :math:`\hat L/L` is log-normal, :math:`\approx` the delta method
+  when small). It is ``inf`` when all particles share one Eve (degeneracy:
+  raise ``N``);
+* filtering means :math:`\sum_i W_t^i \varphi(x_t^i)` with standard errors
+  from the lag-based estimator of Olsson & Douc (2019, *Numerically stable
+  online estimation of variance in particle filters*, Bernoulli 25):
+  :math:`\widehat{\mathrm{se}}^2 = \sum_e \big(\sum_{i:\,E^i_{t-\lambda}=e} W^i_t(\varphi^i - \bar\varphi)\big)^2`
+  with the ancestors :math:`E_{t-\lambda}` a lag :math:`\lambda` back;
+* the ESS per step, whether each step resampled, and optionally the whole
+  particle history (genealogy) for smoothing.
+
+Missing observations (NaN) contribute a potential of 1. A step where every
+weight is zero (all log-potentials ``-inf``) makes the log-likelihood ``-inf``;
+outside ``jit``/``vmap`` it raises a ``ValueError`` naming the step.
+
+Example:
+  >>> import jax
+  >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, Bootstrap, run_filter, simulate
+  >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+  >>> _, y = simulate(jax.random.key(0), linear_gaussian_ssm(lg), 50)
+  >>> out = run_filter(jax.random.key(1), Bootstrap(linear_gaussian_ssm(lg)), y, 500)
+  >>> out.log_likelihood.mean.shape
+  ()
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.special import logsumexp
+
+from ulam.estimate import Estimate
+from ulam.smc.resampling import effective_sample_size, get_resampler
+
+__all__ = [
+    "run_filter",
+    "FilterResult",
+    "ParticleHistory",
+    "check_filter_result",
+    "raise_if_degenerate",
+    "weighted_mean_and_se",
+]
+
+
+class ParticleHistory(NamedTuple):
+    """The whole particle system: leading axis is time.
+
+    Attributes:
+      particles: ``(T, N, ...)`` particle positions :math:`x_t^i`.
+      log_weights: ``(T, N)`` unnormalized filtering log-weights at each time.
+      ancestors: ``(T, N)``: ``ancestors[t, i]`` is the index at time ``t-1`` of
+        the parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
+    """
+
+    particles: Any
+    log_weights: jax.Array
+    ancestors: jax.Array
+
+
+class FilterResult(NamedTuple):
+    """What :func:`run_filter` returns.
+
+    Attributes:
+      log_likelihood: :class:`~ulam.Estimate` of :math:`\\log p(y_{0:T-1})`; ``info``
+        holds ``relative_variance`` (Lee–Whiteley estimate of :math:`\\mathrm{Var}(\\hat L)/\\hat L^2`),
+        ``num_resampling`` and ``degenerate_step`` (first step whose weights were all
+        zero, -1 if none).
+      filtering_mean: :class:`~ulam.Estimate` with leaves of shape ``(T, ...)``.
+      ess: ``(T,)`` effective sample size of the filtering weights at each step.
+      resampled: ``(T,)`` whether step ``t`` resampled before moving (``False`` at 0).
+      log_likelihood_increments: ``(T,)`` :math:`\\log \\hat p(y_t\\mid y_{0:t-1})`.
+      particles, log_weights: the final particle system.
+      history: a :class:`ParticleHistory`, when asked for with ``keep_history=True``.
+    """
+
+    log_likelihood: Estimate
+    filtering_mean: Estimate
+    ess: jax.Array
+    resampled: jax.Array
+    log_likelihood_increments: jax.Array
+    particles: Any
+    log_weights: jax.Array
+    history: Optional[ParticleHistory]
+
+
+def _tree_take(x, idx):
+    return jax.tree_util.tree_map(lambda v: jnp.take(v, idx, axis=0), x)
+
+
+def weighted_mean_and_se(log_weights, values, groups):
+    r"""Self-normalized mean :math:`\sum_i W^i\varphi^i` and the genealogy standard error.
+
+    ``groups[i]`` is the Eve (or lagged ancestor) index of particle ``i``;
+    :math:`\widehat{\mathrm{se}}^2 = \sum_e (\sum_{i:\,g_i = e} W^i(\varphi^i-\bar\varphi))^2`
+    (Chan & Lai 2013; Olsson & Douc 2019). ``values`` is a pytree with leading axis ``N``.
+    """
+    w = jax.nn.softmax(log_weights)
+    n = w.shape[0]
+
+    def one(v):
+        v = v.astype(w.dtype)
+        wb = w.reshape((n,) + (1,) * (v.ndim - 1))
+        mean = jnp.sum(wb * v, axis=0)
+        contrib = wb * (v - mean)
+        per_group = jax.ops.segment_sum(contrib, groups, num_segments=n)
+        return mean, jnp.sqrt(jnp.sum(per_group**2, axis=0))
+
+    pairs = jax.tree_util.tree_map(one, values)
+    mean = jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=lambda p: isinstance(p, tuple))
+    se = jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=lambda p: isinstance(p, tuple))
+    return mean, se
+
+
+def _lee_whiteley(log_weights, eve, num_resampling, n):
+    w = jax.nn.softmax(log_weights)
+    per_eve = jax.ops.segment_sum(w, eve, num_segments=n)
+    distinct_pairs = jnp.maximum(1.0 - jnp.sum(per_eve**2), 0.0)  # sum over E^i != E^j of W^i W^j
+    log_factor = (num_resampling + 1).astype(w.dtype) * jnp.log(n / (n - 1.0))
+    log_second_moment_ratio = log_factor + jnp.log(distinct_pairs)  # estimates log(L^2 / Lhat^2)-type ratio
+    relative_variance = 1.0 - jnp.exp(log_second_moment_ratio)
+    log_var = jnp.maximum(-log_second_moment_ratio, 0.0)
+    return jnp.sqrt(log_var), relative_variance
+
+
+def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag):
+    n = num_particles
+    resampler = get_resampler(scheme)
+    if mean_fn is not _identity:
+        mean_fn = jax.vmap(mean_fn)
+    num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
+    y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
+    rest = jax.tree_util.tree_map(lambda v: v[1:], observations)
+    keys = jax.random.split(key, num_steps)
+    k0a, k0b = jax.random.split(keys[0])
+    del k0b
+    x0 = fk.initial(k0a, y0, n)
+    lw0 = _sanitize(fk.initial_log_potential(x0, y0))
+    bad0 = jnp.all(lw0 == -jnp.inf)
+    lw0 = jnp.where(bad0, jnp.zeros_like(lw0), lw0)
+    inc0 = jnp.where(bad0, -jnp.inf, logsumexp(lw0) - math.log(n))
+    idx = jnp.arange(n, dtype=jnp.int32)
+    lag_buffer = jnp.tile(idx, (max(lag, 1), 1))
+    mean0, se0 = weighted_mean_and_se(lw0, mean_fn(x0), idx)
+    aux_fn = getattr(fk, "auxiliary_log_weight", None)
+    dtype = lw0.dtype
+
+    def step(carry, inputs):
+        x, lw, eve, buf, num_res, first_bad = carry
+        t, k, y = inputs
+        k_res, k_move = jax.random.split(k)
+        log_w_norm = lw - logsumexp(lw)
+        score = log_w_norm if aux_fn is None else log_w_norm + aux_fn(x, y)
+        log_p = score - logsumexp(score)
+        do = (effective_sample_size(score) < threshold * n) | (threshold >= 1.0)
+        a = lax.cond(do, lambda: resampler(k_res, score, n), lambda: idx)
+        if aux_fn is None:
+            carried = jnp.where(do, jnp.full((n,), -math.log(n), dtype), log_w_norm)
+        else:
+            carried = jnp.where(do, log_w_norm[a] - log_p[a] - math.log(n), log_w_norm)
+        x_prev = _tree_take(x, a)
+        x_new = fk.transition(k_move, x_prev, y)
+        lg = _sanitize(fk.log_potential(x_prev, x_new, y))
+        lw_new = carried + lg
+        bad = jnp.all(lw_new == -jnp.inf)
+        inc = jnp.where(bad, -jnp.inf, logsumexp(lw_new))
+        lw_new = jnp.where(bad, jnp.zeros_like(lw_new), lw_new)
+        first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
+        eve = eve[a]
+        if lag > 0:
+            buf = jnp.roll(buf, 1, axis=0).at[0].set(a)
+            enoch = idx
+            for j in range(lag):  # compose the last `lag` ancestor maps, newest first
+                enoch = buf[j][enoch]
+        else:
+            enoch = idx
+        mean, se = weighted_mean_and_se(lw_new, mean_fn(x_new), enoch)
+        out = (mean, se, effective_sample_size(lw_new), do, inc)
+        if keep_history:
+            out = out + (x_new, lw_new, a)
+        return (x_new, lw_new, eve, buf, num_res + do.astype(jnp.int32), first_bad), out
+
+    first_bad0 = jnp.where(bad0, 0, -1).astype(jnp.int32)
+    carry0 = (x0, lw0, idx, lag_buffer, jnp.int32(0), first_bad0)
+    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
+    (x, lw, eve, _, num_res, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
+    cat = lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], axis=0)  # noqa: E731
+    means = jax.tree_util.tree_map(cat, mean0, outs[0])
+    ses = jax.tree_util.tree_map(cat, se0, outs[1])
+    ess = cat(effective_sample_size(lw0), outs[2])
+    resampled = cat(jnp.asarray(False), outs[3])
+    incs = cat(inc0, outs[4])
+    loglik = jnp.sum(incs)
+    se_log, rel_var = _lee_whiteley(lw, eve, num_res, n)
+    se_log = jnp.where(jnp.isfinite(loglik), se_log, jnp.nan)
+    info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": first_bad}
+    ll = Estimate(loglik, se_log, n, jnp.asarray(float(n), dtype), info)
+    fmean = Estimate(means, ses, n, jax.tree_util.tree_map(lambda m: jnp.full(m.shape[:1], float(n)), means))
+    history = None
+    if keep_history:
+        history = ParticleHistory(
+            particles=jax.tree_util.tree_map(cat, x0, outs[5]),
+            log_weights=cat(lw0, outs[6]),
+            ancestors=cat(idx, outs[7]),
+        )
+    return FilterResult(ll, fmean, ess, resampled, incs, x, lw, history)
+
+
+def _sanitize(lw):
+    return jnp.where(jnp.isnan(lw), -jnp.inf, lw)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fk, num_particles, scheme, threshold, keep_history, mean_fn, lag):
+    return jax.jit(
+        functools.partial(
+            _filter,
+            fk=fk,
+            num_particles=num_particles,
+            scheme=scheme,
+            threshold=threshold,
+            keep_history=keep_history,
+            mean_fn=mean_fn,
+            lag=lag,
+        )
+    )
+
+
+def _identity(x):
+    return x
+
+
+def check_inputs(fk, observations, num_particles, threshold=None):
+    """Shape/range checks shared by the filters and smoothers (raises ``ValueError``)."""
+    if not isinstance(num_particles, int) or isinstance(num_particles, bool):
+        raise TypeError(f"num_particles: expected a Python int, got {type(num_particles).__name__}")
+    if num_particles < 2:
+        raise ValueError(f"num_particles: need at least 2 particles (N >= 2), got {num_particles}")
+    if threshold is not None and not (0.0 < float(threshold) <= 1.0):
+        raise ValueError(
+            f"ess_threshold: must lie in (0, 1] (resample when ESS < threshold * N; 1 resamples every step), "
+            f"got {threshold}"
+        )
+    leaves = jax.tree_util.tree_leaves(observations)
+    if not leaves:
+        raise ValueError("observations: expected an array (or pytree of arrays) with a leading time axis, got nothing")
+    lengths = {jnp.shape(v)[0] if jnp.ndim(v) else None for v in leaves}
+    if None in lengths or len(lengths) != 1:
+        raise ValueError(
+            "observations: every leaf needs the same leading time axis of length T >= 1; got shapes "
+            f"{[jnp.shape(v) for v in leaves]}"
+        )
+    if lengths.pop() < 1:
+        raise ValueError("observations: the time axis is empty (T = 0)")
+    ssm = getattr(fk, "ssm", None) or getattr(getattr(fk, "fk", None), "ssm", None)
+    expected = getattr(ssm, "observation_shape", None)
+    if expected is not None:
+        if len(leaves) != 1 or tuple(jnp.shape(leaves[0])[1:]) != tuple(expected):
+            raise ValueError(
+                f"observations: the model expects each y_t of shape {tuple(expected)}, so observations of shape "
+                f"(T, {', '.join(map(str, expected))}){',' if len(expected) == 1 else ''}; got "
+                f"{[jnp.shape(v) for v in leaves]}. Stack the observations along a leading time axis."
+            )
+    # The potential must be one number per particle: a y_t of the wrong shape
+    # usually broadcasts into a vector here.
+    y0 = jax.tree_util.tree_map(lambda v: jnp.asarray(v)[0], observations)
+    try:
+        shapes = jax.eval_shape(
+            lambda k, y: fk.initial_log_potential(fk.initial(k, y, num_particles), y), jax.random.key(0), y0
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"observations: evaluating the model at y_0 of shape {jax.tree_util.tree_map(jnp.shape, y0)} failed "
+            f"({err}); check the observation shape the model expects"
+        ) from err
+    if shapes.shape != (num_particles,):
+        raise ValueError(
+            f"observations: the log-potential at t=0 has shape {shapes.shape}, expected ({num_particles},), one "
+            f"value per particle; y_0 has shape {jax.tree_util.tree_map(jnp.shape, y0)}: is the observation array "
+            "shaped (T, *observation_shape)?"
+        )
+
+
+def _is_concrete(tree) -> bool:
+    return not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(tree))
+
+
+def check_filter_result(result: FilterResult) -> FilterResult:
+    """Raise a ``ValueError`` naming the first step whose weights were all zero (no-op under tracing)."""
+    raise_if_degenerate(result.log_likelihood.info.get("degenerate_step"))
+    return result
+
+
+def raise_if_degenerate(step) -> None:
+    """Raise the all-weights-zero error for ``step >= 0`` (a concrete value; no-op under tracing)."""
+    if step is not None and _is_concrete(step) and int(step) >= 0:
+        raise ValueError(
+            f"all particle weights are zero (every log-potential is -inf or NaN) at time step {int(step)}; "
+            "likely causes: an observation far outside the model's support or an outlier, a log-density that "
+            "returns NaN/-inf, observations in the wrong units or shape, or too few particles for a peaked "
+            "likelihood (try more particles, a guided proposal, or a heavier-tailed observation model)"
+        )
+
+
+def run_filter(
+    key: jax.Array,
+    fk,
+    observations,
+    num_particles: int,
+    *,
+    resampling="systematic",
+    ess_threshold: float = 0.5,
+    keep_history: bool = False,
+    mean_fn: Callable = _identity,
+    variance_lag: int = 8,
+) -> FilterResult:
+    r"""Run a particle filter on a Feynman–Kac model in one ``lax.scan``.
+
+    Args:
+      key: a JAX key.
+      fk: a :class:`Bootstrap`, :class:`Guided`, :class:`Auxiliary` or :class:`FeynmanKac` model.
+      observations: ``(T, ...)`` array or pytree of arrays with a leading time axis (NaN = missing).
+      num_particles: ``N >= 2``.
+      resampling: a scheme name (``"systematic"``, ``"stratified"``, ``"multinomial"``,
+        ``"residual"``, ``"ssp"``) or a function ``key, log_weights, num -> ancestors``.
+      ess_threshold: resample when :math:`\mathrm{ESS} < \text{threshold}\cdot N`; 1 resamples every step.
+      keep_history: also return the particle history (for FFBS and genealogy tracing).
+      mean_fn: the test function :math:`\varphi` of the filtering means (per-particle array
+        in, array out; vmapped), identity by default.
+      variance_lag: the lag :math:`\lambda` of the Olsson–Douc standard errors of the filtering means.
+
+    Returns:
+      a :class:`FilterResult`. The log-likelihood's standard error is Lee & Whiteley's (2018).
+
+    The call is jit-compiled and cached per model and settings; it also runs under
+    ``jax.vmap``/``jax.jit`` (e.g. vmapped over parameters that the model closes over).
+    """
+    check_inputs(fk, observations, num_particles, ess_threshold)
+    if not isinstance(variance_lag, int) or variance_lag < 0:
+        raise ValueError(f"variance_lag: expected a non-negative int, got {variance_lag!r}")
+    get_resampler(resampling)
+    observations = jax.tree_util.tree_map(jnp.asarray, observations)
+    try:
+        fn = _jitted(fk, num_particles, resampling, float(ess_threshold), bool(keep_history), mean_fn, variance_lag)
+    except TypeError:  # an unhashable model: run without the compile cache
+        fn = functools.partial(
+            _filter,
+            fk=fk,
+            num_particles=num_particles,
+            scheme=resampling,
+            threshold=float(ess_threshold),
+            keep_history=bool(keep_history),
+            mean_fn=mean_fn,
+            lag=variance_lag,
+        )
+    return check_filter_result(fn(key, observations=observations))

@@ -1,0 +1,228 @@
+r"""Resampling schemes: ``key, log_weights, num -> ancestor indices``.
+
+Every scheme here is unbiased: the number of copies :math:`N_i` of particle
+``i`` among ``num`` draws has :math:`\mathbb E[N_i] = \text{num}\cdot W_i` with
+:math:`W = \mathrm{softmax}(\text{log\_weights})`. They differ in the variance
+of :math:`N_i` (Douc, Cappé & Moulines 2005, *Comparison of resampling schemes
+for particle filtering*): multinomial is the largest; residual and stratified
+are smaller; systematic and SSP (Gerber, Chopin & Whiteley 2019, *Negative
+association, ordering and convergence of resampling methods*) give every count
+one of :math:`\lfloor \text{num}\,W_i\rfloor, \lceil \text{num}\,W_i\rceil`, the
+smallest variance an unbiased integer count can have.
+
+All schemes are pure, jit-able and vmap-able; ``num`` is static.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from ulam.smc import systematic_resample
+  >>> a = systematic_resample(jax.random.key(0), jnp.log(jnp.array([0.1, 0.6, 0.3])), 10)
+  >>> a.shape
+  (10,)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "normalize_log_weights",
+    "effective_sample_size",
+    "multinomial_resample",
+    "stratified_resample",
+    "systematic_resample",
+    "residual_resample",
+    "ssp_resample",
+    "offspring_counts",
+    "resample_if",
+    "RESAMPLERS",
+    "get_resampler",
+]
+
+Resampler = Callable[[jax.Array, jax.Array, int], jax.Array]
+
+
+def normalize_log_weights(log_weights: jax.Array) -> jax.Array:
+    """Normalized weights :math:`W_i = e^{\\ell_i} / \\sum_j e^{\\ell_j}` (all ``-inf`` gives NaN)."""
+    return jax.nn.softmax(log_weights)
+
+
+def effective_sample_size(log_weights: jax.Array) -> jax.Array:
+    r"""Kong's effective sample size :math:`1/\sum_i W_i^2` of normalized weights."""
+    log_w = log_weights - jax.scipy.special.logsumexp(log_weights)
+    return jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w))
+
+
+def _cdf(log_weights: jax.Array) -> jax.Array:
+    w = jax.nn.softmax(log_weights)
+    cdf = jnp.cumsum(w)
+    # Round-off can leave cdf[-1] slightly below 1; uniforms above it must map to the last index.
+    return cdf.at[-1].set(jnp.inf)
+
+
+def _inverse_cdf(cdf: jax.Array, uniforms: jax.Array) -> jax.Array:
+    idx = jnp.searchsorted(cdf, uniforms, side="right")
+    return jnp.minimum(idx, cdf.shape[0] - 1).astype(jnp.int32)
+
+
+def _check_num(num) -> int:
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num: the number of draws must be a positive Python int, got {num!r}")
+    return num
+
+
+def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    r"""Multinomial resampling: ``num`` i.i.d. draws :math:`A_j \sim \mathrm{Cat}(W)`.
+
+    Sorted uniforms come from normalized exponential spacings, so the cost is
+    :math:`O(N + \text{num})` searches (no sort); the returned ancestors are sorted.
+    """
+    num = _check_num(num)
+    e = jax.random.exponential(key, (num + 1,), dtype=jnp.result_type(log_weights.dtype, jnp.float32))
+    c = jnp.cumsum(e)
+    uniforms = c[:-1] / c[-1]
+    return _inverse_cdf(_cdf(log_weights), uniforms)
+
+
+def stratified_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996)."""
+    num = _check_num(num)
+    dtype = jnp.result_type(log_weights.dtype, jnp.float32)
+    u = (jnp.arange(num, dtype=dtype) + jax.random.uniform(key, (num,), dtype=dtype)) / num
+    return _inverse_cdf(_cdf(log_weights), u)
+
+
+def systematic_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    r"""Systematic resampling: :math:`U_j = (j + V)/\text{num}` with one uniform :math:`V` (Carpenter et al. 1999)."""
+    num = _check_num(num)
+    dtype = jnp.result_type(log_weights.dtype, jnp.float32)
+    u = (jnp.arange(num, dtype=dtype) + jax.random.uniform(key, (), dtype=dtype)) / num
+    return _inverse_cdf(_cdf(log_weights), u)
+
+
+def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
+    # Particle i fills positions cumsum[i-1] .. cumsum[i]-1.
+    ends = jnp.cumsum(counts)
+    idx = jnp.searchsorted(ends, jnp.arange(num), side="right")
+    return jnp.minimum(idx, counts.shape[0] - 1).astype(jnp.int32)
+
+
+def residual_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    r"""Residual resampling (Liu & Chen 1998).
+
+    :math:`\lfloor \text{num}\,W_i\rfloor` deterministic copies, then the
+    remaining :math:`R = \text{num} - \sum_i\lfloor \text{num}\,W_i\rfloor`
+    draws multinomially from the residuals :math:`\text{num}\,W_i - \lfloor \text{num}\,W_i\rfloor`.
+    Shapes are static: ``num`` residual draws are made and the first ``R`` are used.
+    """
+    num = _check_num(num)
+    w = jax.nn.softmax(log_weights)
+    scaled = num * w
+    floors = jnp.floor(scaled)
+    counts = floors.astype(jnp.int32)
+    deterministic = jnp.sum(counts)
+    residual = jnp.maximum(scaled - floors, 0.0)
+    # Unsorted i.i.d. draws: only the first R are used, so they must not be order statistics.
+    u = jax.random.uniform(key, (num,), dtype=jnp.result_type(log_weights.dtype, jnp.float32))
+    extra = _inverse_cdf(_cdf(jnp.log(residual)), u)
+    fixed = _counts_to_ancestors(counts, num)
+    j = jnp.arange(num)
+    return jnp.where(j < deterministic, fixed, extra[jnp.maximum(j - deterministic, 0)]).astype(jnp.int32)
+
+
+def ssp_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    r"""Srinivasan sampling process (SSP) resampling (Gerber, Chopin & Whiteley 2019).
+
+    Starts from the fractional parts :math:`f_i` of :math:`\text{num}\,W_i` and
+    settles them two at a time: a pending particle ``a`` and the next one ``b``
+    either merge (if :math:`f_a + f_b \le 1`, the sum goes to ``a`` with
+    probability :math:`f_a/(f_a+f_b)`, else to ``b``) or one of them gets a whole
+    extra copy (if :math:`f_a + f_b > 1`, ``a`` does with probability
+    :math:`(1-f_b)/(2-f_a-f_b)`) and the other keeps :math:`f_a+f_b-1`. Each step
+    preserves :math:`\mathbb E[f]`, so counts are unbiased, and every count is
+    the floor or the ceiling of :math:`\text{num}\,W_i`. A ``lax.scan`` over
+    particles: :math:`O(N)` but sequential.
+    """
+    num = _check_num(num)
+    w = jax.nn.softmax(log_weights)
+    n = w.shape[0]
+    scaled = num * w
+    floors = jnp.floor(scaled)
+    counts = floors.astype(jnp.int32)
+    frac = jnp.clip(scaled - floors, 0.0, 1.0)
+    uniforms = jax.random.uniform(key, (n,), dtype=frac.dtype)
+
+    def body(carry, b):
+        counts, a, fa = carry
+        fb, u = frac[b], uniforms[b]
+        s = fa + fb
+        merge = s <= 1.0
+        # merge: survivor keeps s; the other is settled at 0.
+        p_a_survives = jnp.where(s > 0, fa / jnp.where(s > 0, s, 1.0), 1.0)
+        # split: the winner gets a whole copy; the other keeps s - 1.
+        p_a_wins = (1.0 - fb) / jnp.maximum(2.0 - s, 1e-30)
+        a_chosen = jnp.where(merge, u < p_a_survives, u < p_a_wins)
+        winner = jnp.where(a_chosen, a, b)
+        loser = jnp.where(a_chosen, b, a)
+        counts = counts.at[winner].add(jnp.where(merge, 0, 1).astype(counts.dtype))
+        new_pending = jnp.where(merge, winner, loser)
+        new_frac = jnp.where(merge, s, s - 1.0)
+        return (counts, new_pending, new_frac), None
+
+    (counts, last, flast), _ = lax.scan(body, (counts, jnp.int32(0), frac[0]), jnp.arange(1, n, dtype=jnp.int32))
+    # The fractional parts sum to an integer, so the last pending one is 0 or 1 up to round-off.
+    counts = counts.at[last].add((flast > 0.5).astype(jnp.int32))
+    # Round-off in num*W can leave the total one off; fix it on the largest fraction.
+    short = num - jnp.sum(counts)
+    counts = counts.at[jnp.argmax(frac)].add(short)
+    return _counts_to_ancestors(counts, num)
+
+
+def offspring_counts(ancestors: jax.Array, num_particles: int) -> jax.Array:
+    """How many times each of ``num_particles`` parents appears in ``ancestors``."""
+    return jnp.bincount(ancestors, length=num_particles)
+
+
+RESAMPLERS: dict[str, Resampler] = {
+    "multinomial": multinomial_resample,
+    "stratified": stratified_resample,
+    "systematic": systematic_resample,
+    "residual": residual_resample,
+    "ssp": ssp_resample,
+}
+
+
+def get_resampler(scheme) -> Resampler:
+    """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``."""
+    if callable(scheme):
+        return scheme
+    try:
+        return RESAMPLERS[scheme]
+    except (KeyError, TypeError):
+        raise ValueError(f"resampling: expected one of {sorted(RESAMPLERS)} or a callable, got {scheme!r}") from None
+
+
+def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic"):
+    r"""Adaptive resampling: resample when :math:`\mathrm{ESS} < \text{threshold}\cdot N`.
+
+    Returns ``(ancestors, carried_log_weights, resampled)``. When it resamples,
+    the carried log-weights are 0 (equal weights); when it does not, the
+    ancestors are the identity and the weights are carried unchanged, so that
+    :math:`\sum_i W_i \varphi(x_i)` keeps its meaning. ``threshold = 1``
+    resamples at every step (ESS never exceeds N).
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold: the ESS fraction must lie in (0, 1], got {threshold}")
+    n = log_weights.shape[0]
+    if num != n:
+        raise ValueError(f"num: adaptive resampling keeps the particle count, expected {n}, got {num}")
+    resampler = get_resampler(scheme)
+    do = (effective_sample_size(log_weights) < threshold * n) | (threshold >= 1.0)
+    ancestors = lax.cond(
+        do, lambda: resampler(key, log_weights, num), lambda: jnp.arange(num, dtype=jnp.int32)
+    )
+    carried = jnp.where(do, jnp.zeros_like(log_weights), log_weights)
+    return ancestors, carried, do

@@ -1,0 +1,97 @@
+"""Resampling schemes: unbiased offspring counts, the variance ordering, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ulam import Estimate
+from ulam.smc import RESAMPLERS, offspring_counts, resample_if
+from ulam.testing import assert_within_stderr, z_for_family
+
+N = 8
+# Non-integer N * w_i everywhere, so every scheme is random for every particle.
+WEIGHTS = jnp.array([0.31, 0.02, 0.17, 0.08, 0.215, 0.005, 0.11, 0.09])
+REPS = 4000
+
+
+def _counts(scheme, key):
+    fn = RESAMPLERS[scheme]
+    keys = jax.random.split(key, REPS)
+    return jax.vmap(lambda k: offspring_counts(fn(k, jnp.log(WEIGHTS), N), N))(keys)
+
+
+_counts_jit = jax.jit(_counts, static_argnums=0)
+
+
+@pytest.fixture(scope="module")
+def counts():
+    key = jax.random.key(7)
+    return {s: np.asarray(_counts_jit(s, jax.random.fold_in(key, i)), float) for i, s in enumerate(RESAMPLERS)}
+
+
+@pytest.mark.parametrize("scheme", sorted(RESAMPLERS))
+def test_offspring_counts_are_unbiased(counts, scheme):
+    c = counts[scheme]
+    assert np.all(c.sum(1) == N)
+    est = Estimate.from_samples(jnp.asarray(c))
+    # Tiny allowance for float32 round-off in N * w; bias of one draw would be 1/REPS-scale larger.
+    assert_within_stderr(est, N * WEIGHTS, z=z_for_family(len(RESAMPLERS) * N), extra_bias=1e-5)
+
+
+def test_variance_ordering(counts):
+    var = {s: counts[s].var(0, ddof=1).sum() for s in counts}
+    frac = np.asarray(N * WEIGHTS) % 1.0
+    minimal = float(np.sum(frac * (1 - frac)))  # floor/ceil counts: the smallest possible
+    # multinomial: sum N w (1 - w) = 6.36; residual and stratified are well below it.
+    assert var["multinomial"] > 1.3 * var["residual"]
+    assert var["multinomial"] > 1.3 * var["stratified"]
+    assert var["residual"] > minimal and var["stratified"] > minimal * 0.999
+    for s in ("systematic", "ssp"):
+        assert abs(var[s] - minimal) < 0.1 * minimal, (s, var[s], minimal)
+    expected_multinomial = float(np.sum(N * WEIGHTS * (1 - WEIGHTS)))
+    assert abs(var["multinomial"] - expected_multinomial) < 0.1 * expected_multinomial
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.01, 1.0), min_size=2, max_size=6), st.integers(0, 2**30), st.sampled_from([5]))
+def test_low_variance_schemes_give_floor_or_ceil(ws, seed, num):
+    w = np.asarray(ws) / np.sum(ws)
+    lw = jnp.log(jnp.asarray(_pad(w)))
+    for scheme in ("systematic", "ssp"):
+        c = np.asarray(_floor_ceil_jit(scheme, jax.random.key(seed), lw, num))
+        expected = num * _pad(w)
+        assert c.sum() == num
+        assert np.all(c >= np.floor(expected - 1e-4)) and np.all(c <= np.ceil(expected + 1e-4)), (scheme, c, expected)
+
+
+def _pad(w):
+    # Fixed length 6 (zero weights on the padding) keeps one compilation per scheme and num.
+    out = np.zeros(6)
+    out[: len(w)] = w
+    return out
+
+
+_floor_ceil_jit = jax.jit(lambda s, k, lw, num: offspring_counts(RESAMPLERS[s](k, lw, num), 6), static_argnums=(0, 3))
+
+
+def test_adaptive_resampling_carries_weights(key):
+    lw = jnp.log(jnp.array([0.4, 0.3, 0.2, 0.1]))  # ESS = 3.33 of 4
+    a, carried, done = resample_if(key, lw, 4, threshold=0.5)
+    assert not bool(done) and np.array_equal(np.asarray(a), np.arange(4))
+    np.testing.assert_allclose(np.asarray(carried), np.asarray(lw))
+    a, carried, done = resample_if(key, lw, 4, threshold=0.9)
+    assert bool(done) and np.all(np.asarray(carried) == 0.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5])
+def test_threshold_outside_unit_interval_is_refused(key, threshold):
+    with pytest.raises(ValueError, match=r"threshold.*\(0, 1\]"):
+        resample_if(key, jnp.zeros(4), 4, threshold=threshold)
+
+
+def test_bad_num_is_refused(key):
+    with pytest.raises(ValueError, match="num"):
+        RESAMPLERS["systematic"](key, jnp.zeros(4), 0)
