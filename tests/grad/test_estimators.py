@@ -71,23 +71,28 @@ def test_optimal_baseline_ema_running_average():
     assert_close(value(state), jnp.full(2, exact), atol=0.05)
 
 
+TH3 = jnp.array([0.3, -1.0, 0.5])
+S3 = jax.nn.sigmoid(TH3)
+BERN3_TRUTH = 0.1 * S3 * (1 - S3)  # FB on three independent coordinates: the same closed form per coordinate
+
+
 def test_bernoulli_unbiased_estimators():
     for fn in (G.score_function_gradient, G.arm_gradient, G.disarm_gradient, G.rebar_gradient):
-        est = fn(FB, BERN, THETA, K0, 4000)
-        assert_within_stderr(est, BERN_TRUTH, z=3, msg=f"{fn.__name__}: ")
-    relax = G.relax_gradient(FB, BERN, THETA, K0, 4000, control=lambda z, psi: psi * jnp.sum(jax.nn.sigmoid(z)),
+        est = fn(FB, BERN, TH3, K0, 4000)
+        assert_within_stderr(est, BERN3_TRUTH, z=3, msg=f"{fn.__name__}: ")
+    relax = G.relax_gradient(FB, BERN, TH3, K0, 4000, control=lambda z, psi: psi * jnp.sum(jax.nn.sigmoid(z)),
                              control_params=jnp.asarray(0.3))
-    assert_within_stderr(relax, BERN_TRUTH, z=3)
+    assert_within_stderr(relax, BERN3_TRUTH, z=3)
     assert jnp.isfinite(relax.info["control_params_grad"])
 
 
 def test_disarm_beats_arm_and_score_function():
-    f = lambda b, th: jnp.sum((b - jnp.array([0.45, 0.2, 0.7])) ** 2)  # noqa: E731
-    th = jnp.array([0.3, -1.0, 0.5])
-    arm = G.arm_gradient(f, BERN, th, K0, 4000)
-    disarm = G.disarm_gradient(f, BERN, th, K0, 4000)
-    sf = G.score_function_gradient(f, BERN, th, K0, 4000)
-    exact = G.enumeration_gradient(f, BERN, th)
+    # same f, distribution and sample count as above: the compiled estimators are reused
+    arm = G.arm_gradient(FB, BERN, TH3, jax.random.key(8), 4000)
+    disarm = G.disarm_gradient(FB, BERN, TH3, jax.random.key(8), 4000)
+    sf = G.score_function_gradient(FB, BERN, TH3, jax.random.key(8), 4000)
+    exact = G.enumeration_gradient(FB, BERN, TH3)
+    assert_close(exact.mean, BERN3_TRUTH, rtol=1e-5)
     for est in (arm, disarm, sf):
         assert_within_stderr(est, exact.mean, z=3)
     assert_variance_reduced(arm, disarm, 1.0)
@@ -118,9 +123,13 @@ def test_poisson_mvd():
     assert_within_stderr(est, 5.0, z=3)  # d/dλ (λ + λ²) = 1 + 2λ
 
 
-def test_implicit_reparameterization_gamma_beta():
+def test_implicit_reparameterization_gamma():
     g = G.implicit_pathwise_gradient(lambda x, a: x**2, lambda a: dist.Gamma(a, 1.0), 2.0, K0, 3000)
     assert_within_stderr(g, 5.0, z=3)  # E[x²] = a + a², derivative 1 + 2a
+
+
+@pytest.mark.slow  # compiling numpyro's Beta sampler (two Gamma rejection loops) and its implicit gradient
+def test_implicit_reparameterization_beta():
     b = G.implicit_pathwise_gradient(lambda x, a: x, lambda a: dist.Beta(a, 3.0), 2.0, K0, 3000)
     assert_within_stderr(b, 3.0 / 25.0, z=3)  # d/da a/(a+b) = b/(a+b)²
 
@@ -192,3 +201,43 @@ def test_bad_sample_counts_and_families():
         G.disarm_gradient(SQUARE, NORMAL, 1.0, K0, 10)
     with pytest.raises(ValueError, match="exceeds max_configurations"):
         G.enumeration_gradient(FB, BERN, jnp.zeros(20))
+
+
+# -- categorical ARM (ARSM) --------------------------------------------------------------
+
+CAT = lambda t: dist.Categorical(logits=t)  # noqa: E731
+W_CAT = jnp.array([[0.3, -1.0, 2.0, 0.5], [1.0, 0.0, -0.5, 0.2]])
+TH_CAT = jnp.array([[0.2, -0.5, 1.0, 0.1], [0.0, 0.7, -0.3, 0.4]])
+
+
+def f_cat(z, th):  # couples the two categorical coordinates, and depends on th directly
+    return (W_CAT[0, z[0]] * W_CAT[1, z[1]] + W_CAT[1, z[1]]) ** 2 + 0.1 * jnp.sum(th**2)
+
+
+def test_arsm_unbiased_against_enumeration():
+    exact = G.enumeration_gradient(f_cat, CAT, TH_CAT)
+    est = G.arsm_gradient(f_cat, CAT, TH_CAT, K0, 3000)
+    assert est.mean.shape == TH_CAT.shape
+    assert_within_stderr(est, exact.mean, z=3)
+
+
+def test_arsm_two_categories_and_bad_input():
+    # C = 2 is a binary choice: d/dθ E[(b - 0.45)^2] with logits (0, θ)
+    th = jnp.array([0.0, THETA])
+    est = G.arsm_gradient(lambda z, t: (z - 0.45) ** 2, CAT, th, K0, 3000)
+    assert_within_stderr(est, jnp.array([-BERN_TRUTH, BERN_TRUTH]), z=3)
+    with pytest.raises(TypeError, match="ARSM needs a Categorical"):
+        G.arsm_gradient(SQUARE, NORMAL, 1.0, K0, 10)
+
+
+def test_decomposition_is_first_order_only_half_the_gradient_for_a_linear_loss():
+    # Bengio et al. 2013's STS unit backprops through sqrt(p) only: for L = w.h its mean is w p'/2, not w p'
+    a, w = jnp.array([0.4, -1.0]), jnp.array([1.0, -2.0])
+    p = jax.nn.sigmoid(a)
+    est = G.decomposition_gradient(lambda h: jnp.sum(w * h), a, K0, 4000)
+    assert_within_stderr(est, 0.5 * w * p * (1 - p), z=3)
+
+
+def test_rebar_unbiased_at_logits_exactly_zero():
+    # regression: numpyro's BernoulliLogits.log_prob has a wrong gradient at logits == 0 (REBAR gave 0.079)
+    assert_within_stderr(G.rebar_gradient(FB, BERN, 0.0, K0, 4000), 0.025, z=3)

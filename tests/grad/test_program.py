@@ -81,6 +81,7 @@ def test_surrogate_gradient_matches_estimate_mean_and_value():
     assert_close(value, est.info["value"], rtol=1e-5)
 
 
+@pytest.mark.slow  # compiling numpyro's Beta sampler and its implicit gradient dominates; covered in test_estimators
 def test_implicit_beta_choice():
     prog = lambda t, a: t.sample("p", G.beta_implicit(a, 3.0))  # noqa: E731
     assert_within_stderr(G.program_gradient(prog, 2.0, K0, 3000), 3.0 / 25.0, z=3)

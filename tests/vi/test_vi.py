@@ -27,23 +27,27 @@ def guide(phi):
 THETA = jnp.asarray(0.0)
 LOG_EVIDENCE = float(dist.Normal(0.0, math.sqrt(2.0)).log_prob(X))
 POSTERIOR = jnp.array([0.5, 0.5 * math.log(0.5)])
+N = 2000  # one sample count, and module-level objectives, so each objective compiles once for the whole file
+ELBO = vi.elbo(log_joint, guide)
+IWAE4 = vi.iwae(log_joint, guide, 4)
+SIR4 = vi.SIRGuide(guide, 4)
 
 
 def test_elbo_gradient_matches_closed_form():
     phi = jnp.array([0.2, -0.3])
-    value, grad = vi.elbo(log_joint, guide).grad_estimate((THETA, phi), K0, 4000)
+    value, grad = ELBO.grad_estimate((THETA, phi), K0, N)
     s2 = math.exp(2 * -0.3)
     # ELBO(m, s) = const - (m^2 + s^2)/2 - ((1 - m)^2 + s^2)/2 + log s  (theta = 0)
     assert_within_stderr(grad, (jnp.asarray(0.2), jnp.array([1 - 2 * 0.2, 1 - 2 * s2])), z=3)
 
 
 def test_bounds_at_exact_posterior_and_ordering():
-    v_elbo, _ = vi.elbo(log_joint, guide).grad_estimate((THETA, POSTERIOR), K0, 200)
+    v_elbo, _ = ELBO.grad_estimate((THETA, POSTERIOR), K0, N)
     assert_close(v_elbo.mean, LOG_EVIDENCE, rtol=1e-5)
     phi = jnp.array([-0.5, 0.3])
-    e, _ = vi.elbo(log_joint, guide).grad_estimate((THETA, phi), K0, 4000)
-    i5, _ = vi.iwae(log_joint, guide, 5).grad_estimate((THETA, phi), K0, 4000)
-    assert float(e.mean + 3 * e.stderr) < float(i5.mean - 3 * i5.stderr) < LOG_EVIDENCE
+    e, _ = ELBO.grad_estimate((THETA, phi), K0, N)
+    i4, _ = IWAE4.grad_estimate((THETA, phi), K0, N)
+    assert float(e.mean + 3 * e.stderr) < float(i4.mean - 3 * i4.stderr) < LOG_EVIDENCE
 
 
 def test_dreg_unbiased_for_iwae_gradient_with_lower_variance():
@@ -88,6 +92,7 @@ def test_rws_wake_p_is_fisher_identity_at_exact_posterior():
     assert_within_stderr(type(g)(g.mean[0], g.stderr[0], g.n), (X - 0.4) / 2.0, z=3)
 
 
+@pytest.mark.slow  # DIWHVI(5, 5) unrolls 25 inner draws: the largest compile in this file
 def test_hierarchical_ordering_at_fixed_parameters():
     hg = vi.HierarchicalGuide(aux=lambda phi: dist.Normal(0.0, 1.0),
                               conditional=lambda u, phi: dist.Normal(phi[0] + u, jnp.exp(phi[1])),
@@ -119,3 +124,46 @@ def test_bad_inputs():
         vi.elbo(log_joint, guide).grad_estimate(jnp.zeros(2), K0, 10)
     with pytest.raises(ValueError, match="sample site 'z': strategy 'reparam'"):
         vi.elbo(log_joint_binary, guide_binary).grad_estimate(((), PHI_B), K0, 10)
+
+
+# -- SIR as an approximate-normalisation guide ---------------------------------------------
+
+
+def _part(g, i):
+    """Component ``i`` of a (theta, phi) gradient Estimate, as an Estimate."""
+    return type(g)(g.mean[i], g.stderr[i], g.n)
+
+
+def _difference(a, b):
+    """Estimate of E[a] - E[b] from two independent estimates."""
+    return type(a)(a.mean - b.mean, jnp.sqrt(a.stderr**2 + b.stderr**2), a.n)
+
+
+def test_sir_guide_elbo_is_iwae_in_expectation_and_a_lower_bound():
+    phi = jnp.array([-0.5, 0.3])
+    p = (THETA, phi)
+    v_sir, g_sir = vi.elbo(log_joint, SIR4).grad_estimate(p, K0, N)
+    v_iw, g_iw = IWAE4.grad_estimate(p, jax.random.key(6), N)
+    # same expectation (value and gradient): the difference of two independent estimates is 0 within its stderr
+    for a, b in ((v_sir, v_iw), (_part(g_sir, 1), _part(g_iw, 1))):
+        diff = _difference(a, b)
+        assert_within_stderr(diff, jnp.zeros_like(diff.mean), z=3)
+    assert float(v_sir.mean + 3 * v_sir.stderr) < LOG_EVIDENCE
+    # a target other than the model (the prior times a tempered likelihood) keeps a valid, looser bound
+    tempered = vi.SIRGuide(guide, 4, target=lambda z, th, ph: dist.Normal(th, 1.0).log_prob(z)
+                           + 0.5 * dist.Normal(z, 1.0).log_prob(X))
+    v_t, _ = vi.elbo(log_joint, tempered).grad_estimate(p, K0, N)
+    assert float(v_t.mean - 3 * v_t.stderr) < LOG_EVIDENCE
+
+
+@pytest.mark.slow  # three more objectives to compile; the core SIR property is tested above
+def test_sir_guide_inside_iwae_and_with_reinforce_index():
+    phi = jnp.array([-0.5, 0.3])
+    p = (THETA, phi)
+    v1, _ = IWAE4.grad_estimate(p, K0, N)
+    v2, _ = vi.iwae(log_joint, vi.SIRGuide(guide, 4, index_strategy=reinforce), 2).grad_estimate(p, K0, N)
+    assert float(v1.mean + 3 * v1.stderr) < float(v2.mean - 3 * v2.stderr) < LOG_EVIDENCE
+    # reinforce on the index: still unbiased for the same gradient as the enumerated index
+    _, g_enum = vi.elbo(log_joint, SIR4).grad_estimate(p, K0, N)
+    _, g_rf = vi.elbo(log_joint, vi.SIRGuide(guide, 4, index_strategy=reinforce)).grad_estimate(p, jax.random.key(9), N)
+    assert_within_stderr(_difference(_part(g_rf, 1), _part(g_enum, 1)), jnp.zeros(2), z=3)

@@ -10,6 +10,7 @@ Single-choice estimators (survey: Mohamed, Rosca, Figurnov & Mnih, JMLR 2020):
   ``score_function_gradient`` (baselines: constant, ``ema_baseline``, ``'leave_one_out'``, ``'optimal'``),
   ``pathwise_gradient``, ``implicit_pathwise_gradient``, ``measure_valued_gradient``,
   ``enumeration_gradient``, ``gumbel_softmax_gradient``, ``arm_gradient``, ``disarm_gradient``,
+  ``arsm_gradient`` (categorical ARM),
   ``relax_gradient``, ``rebar_gradient``.
 Stochastic binary neurons (Bengio, Léonard & Courville 2013): ``binary_neuron_reinforce_gradient``,
   ``decomposition_gradient``/``stochastic_times_smooth``, ``noise_injection_gradient``/``noisy_rectifier``,
@@ -19,7 +20,7 @@ Programs with a strategy per random choice (ADEV / genjax.vi): ``program_gradien
   ``reinforce``, ``enum``, ``mvd``, ``baseline(...)`` with shorthands ``normal_reparam``, ``flip_enum``, ...
 """
 
-from ulam.grad.arm import arm_gradient, disarm_gradient
+from ulam.grad.arm import arm_gradient, arsm_gradient, disarm_gradient
 from ulam.grad.enumeration import enumeration_gradient, support_values
 from ulam.grad.measure_valued import measure_valued_gradient
 from ulam.grad.pathwise import IMPLICIT_FAMILIES, implicit_pathwise_gradient, pathwise_gradient

@@ -167,3 +167,68 @@ def zero_estimate(mean_tree, n) -> Estimate:
 def broadcast(a, shape):
     """``jnp.broadcast_to`` that always returns an array (numpyro may hand back Python floats)."""
     return jnp.asarray(jnp.broadcast_to(jnp.asarray(a), tuple(shape)))
+
+
+# -- compile once per estimator call instead of dispatching op by op ----------------------------
+
+_JIT_CACHE: dict = {}
+_JIT_CACHE_MAX = 256
+
+
+def _is_static(a) -> bool:
+    # Python scalars, strings, None, callables and tuples of them are compile-time constants (options
+    # such as a temperature are checked in Python); arrays are data. NamedTuples of constants are static.
+    if a is None or isinstance(a, (bool, int, float, str, np.integer, np.floating)):
+        return True
+    if isinstance(a, tuple):
+        return all(_is_static(x) for x in a)
+    return callable(a) and not isinstance(a, (jax.Array, np.ndarray))
+
+
+def _is_data(a) -> bool:
+    return all(isinstance(x, (jax.Array, np.ndarray, float, np.floating, int, np.integer)) for x in jax.tree_util.tree_leaves(a))
+
+
+def compiled(fn: Callable) -> Callable:
+    """Run ``fn`` as one ``jax.jit`` computation, its static arguments (functions, ints, strings) baked in.
+
+    Eagerly, a ``vmap`` of ``value_and_grad`` dispatches (and compiles) every primitive on its own,
+    which costs seconds for a small estimator; one compiled program costs a fraction of that, and is
+    cached per (estimator, static arguments) so repeated calls reuse it. Under an outer trace (inside
+    the user's ``jit``/``grad``) the function is called as is. Arguments that are neither static nor
+    arrays (e.g. an unhashable object) also fall back to the plain call.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return fn(*args, **kwargs)
+        names = sorted(kwargs)
+        values = list(args) + [kwargs[k] for k in names]
+        static = tuple((i, v) for i, v in enumerate(values) if _is_static(v))
+        dyn_idx = tuple(i for i, v in enumerate(values) if not _is_static(v))
+        if not all(_is_data(values[i]) for i in dyn_idx):
+            return fn(*args, **kwargs)
+        cache_key = (fn, len(args), tuple(names), static)
+        try:
+            jf = _JIT_CACHE.get(cache_key)
+        except TypeError:  # an unhashable static argument
+            return fn(*args, **kwargs)
+        if jf is None:
+            n_pos, static_map = len(args), dict(static)
+
+            def run(dyn):
+                full = dict(static_map)
+                full.update(zip(dyn_idx, dyn))
+                vals = [full[i] for i in range(len(values))]
+                return fn(*vals[:n_pos], **dict(zip(names, vals[n_pos:])))
+
+            jf = jax.jit(run)
+            if len(_JIT_CACHE) >= _JIT_CACHE_MAX:
+                _JIT_CACHE.clear()
+            _JIT_CACHE[cache_key] = jf
+        return jf(tuple(values[i] for i in dyn_idx))
+
+    return wrapper

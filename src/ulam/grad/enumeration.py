@@ -44,6 +44,7 @@ def support_values(d) -> np.ndarray:
     raise TypeError(f"distribution: {name} has no finite support to enumerate")
 
 
+@C.compiled
 def enumeration_gradient(
     f: Callable,
     distribution: Callable,

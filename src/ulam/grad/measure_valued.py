@@ -62,6 +62,7 @@ def _replace(x, j, v):
     return jnp.where(jnp.arange(flat.size) == j, v, flat).reshape(jnp.shape(x))
 
 
+@C.compiled
 def measure_valued_gradient(
     f: Callable,
     distribution: Callable,

@@ -36,6 +36,7 @@ def _check_continuous(d, what: str = "distribution"):
         raise ValueError(f"{what}: {type(d).__name__} has no reparameterized sampler (has_rsample is False)")
 
 
+@C.compiled
 def pathwise_gradient(
     f: Callable,
     distribution: Callable,
@@ -86,6 +87,7 @@ def pathwise_gradient(
     return C.estimate_from_terms(terms, vals)
 
 
+@C.compiled
 def implicit_pathwise_gradient(f, distribution, params, key, num_samples, **kwargs) -> Estimate:
     r"""Implicit-reparameterization gradient (Figurnov, Mohamed & Mnih, NeurIPS 2018).
 

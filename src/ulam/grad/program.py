@@ -411,6 +411,7 @@ def program_surrogate(program: Callable, params, key: jax.Array, num_samples: in
     return jnp.mean(surr), C.stop(jnp.mean(values))
 
 
+@C.compiled
 def program_gradient(program: Callable, params, key: jax.Array, num_samples: int, *, max_runs: int = 4096) -> Estimate:
     r"""Unbiased :class:`~ulam.Estimate` of :math:`\nabla_\theta E[\text{program}(\theta)]`, one term per particle.
 
@@ -447,6 +448,7 @@ def program_gradient(program: Callable, params, key: jax.Array, num_samples: int
     return C.estimate_from_terms(terms, vals)
 
 
+@C.compiled
 def program_value(program: Callable, params, key: jax.Array, num_samples: int, *, max_runs: int = 4096) -> Estimate:
     """Estimate of E[program] (enumerated choices summed exactly, the rest sampled)."""
     _check_program(program)

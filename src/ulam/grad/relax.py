@@ -33,6 +33,7 @@ def _conditional_logistic(logits, b, v):
     return logits + jnp.log(u) - jnp.log1p(-u)
 
 
+@C.compiled
 def relax_gradient(
     f: Callable,
     distribution: Callable,
@@ -87,7 +88,9 @@ def relax_gradient(
 
         def surrogate(th):
             lg = logits_of(th)
-            logp = jnp.sum(distribution(th).log_prob(b))
+            # Bernoulli log-probability from the logits: numpyro's BernoulliLogits.log_prob has a wrong
+            # gradient at logits == 0 exactly (a kink in its clip/abs form), which biased REBAR/RELAX there
+            logp = jnp.sum(b * lg - jax.nn.softplus(lg))
             return (
                 coeff * logp
                 + control(lg + noise, psi)
@@ -116,6 +119,7 @@ def rebar_control(f: Callable, params):
     return c
 
 
+@C.compiled
 def rebar_gradient(
     f: Callable,
     distribution: Callable,

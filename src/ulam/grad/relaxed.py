@@ -51,6 +51,7 @@ def straight_through_relaxed_bernoulli_sample(key, logits, temperature: float = 
     return y + jax.lax.stop_gradient(jnp.round(y) - y)
 
 
+@C.compiled
 def gumbel_softmax_gradient(
     f: Callable,
     distribution: Callable,

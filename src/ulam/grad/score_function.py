@@ -40,6 +40,7 @@ def _per_sample_pieces(f, distribution, params, xs):
     return jax.vmap(one)(xs)
 
 
+@C.compiled
 def score_function_gradient(
     f: Callable,
     distribution: Callable,

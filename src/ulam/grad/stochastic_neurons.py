@@ -101,6 +101,7 @@ def _per_sample(layer, loss, logits, key, n):
     return C.estimate_from_terms(terms, vals)
 
 
+@C.compiled
 def binary_neuron_reinforce_gradient(
     loss: Callable, logits, key: jax.Array, num_samples: int, *, baseline="optimal"
 ) -> Estimate:
@@ -127,6 +128,7 @@ def binary_neuron_reinforce_gradient(
     )
 
 
+@C.compiled
 def straight_through_gradient(loss: Callable, logits, key: jax.Array, num_samples: int, *, variant="sigmoid") -> Estimate:
     """Straight-through estimate of :math:`\\nabla_a E[L(h)]` (biased; ``variant`` 'identity' or 'sigmoid')."""
     logits = _check_logits(logits)
@@ -135,12 +137,14 @@ def straight_through_gradient(loss: Callable, logits, key: jax.Array, num_sample
     return _per_sample(lambda k, a: bernoulli_straight_through(k, a, variant), loss, logits, key, C.check_num_samples(num_samples))
 
 
+@C.compiled
 def decomposition_gradient(loss: Callable, logits, key: jax.Array, num_samples: int) -> Estimate:
     """Stochastic-times-smooth estimate: backprop of ``L(b sqrt(p))`` through ``sqrt(p)`` (gradient of the STS unit's loss, biased in general)."""
     logits = _check_logits(logits)
     return _per_sample(stochastic_times_smooth, loss, logits, key, C.check_num_samples(num_samples))
 
 
+@C.compiled
 def noise_injection_gradient(loss: Callable, logits, key: jax.Array, num_samples: int, *, scale: float = 1.0) -> Estimate:
     """Pathwise gradient of ``E[L(max(0, a + z))]`` for the noisy rectifier (unbiased for its own objective)."""
     logits = _check_logits(logits)

@@ -21,7 +21,7 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 
-from ulam import vi
+from ulam import Estimate, vi
 from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
 
 LOG_P_TRUE = -5.3232  # 1-D quadrature, digest §4.4
@@ -150,14 +150,16 @@ def overhead_table(key, batch_sizes, repeats, inner=20):
 
 
 def run(ctx) -> Outcome:
-    steps = ctx.size(800, 5000)
+    steps = ctx.size(1600, 5000)  # IWAE(5) under plain SGD 1e-3 is still short of its optimum at 800 steps
     n_eval = ctx.size(1000, 5000)
     rows, values, claims = [], {}, []
     for i, (name, (obj, phi)) in enumerate(cone_objectives().items()):
         ctx.progress(f"noisy cone: fitting {name}")
         res = vi.fit(obj, ((), phi), ctx.key(i), num_steps=steps, optimizer=optax.sgd(1e-3), num_samples=64,
                      progress=False, num_chunks=1)
-        value, _ = obj.grad_estimate(res.params, ctx.key(100 + i), n_eval)
+        # the bound only (no gradient): a smaller program to compile than grad_estimate
+        draws = jax.jit(jax.vmap(lambda k: obj.value(res.params, k)))(jax.random.split(ctx.key(100 + i), n_eval))
+        value = Estimate.from_samples(draws)
         m, s = float(value.mean), float(value.stderr)
         values[name] = (m, s)
         rows.append([name, f"{m:.3f} ± {s:.3f}", PAPER[name], LOG_P_TRUE])
@@ -179,7 +181,7 @@ def run(ctx) -> Outcome:
                         paper="genjax.vi 0.97-1.13 (Table 1)"))
     notes = (
         "Fitting is plain gradient ascent (optax.sgd(1e-3), 64 draws a step) as in the artifact; quick mode uses "
-        f"{steps} steps instead of 5,000. The overhead timing runs 20 gradient evaluations inside one jitted scan per "
+        f"{steps} steps instead of 5,000 (at 800 steps IWAE(5) had not yet overtaken the ELBO: -8.21 vs -8.13). The overhead timing runs 20 gradient evaluations inside one jitted scan per "
         "call and reports the minimum over alternating repeats (CPU, one XLA thread; the machine may be shared). Both "
         "sides call the same model log-density (vae_log_joint), so the ratio measures the VI machinery, not the model code."
     )

@@ -1,7 +1,8 @@
 r"""Programmable variational inference: objectives as programs with per-choice gradient strategies.
 
 ELBO, IWAE(K), VIMCO, doubly-reparameterized IWAE (DReG), reweighted wake-sleep (wake-p, wake-q),
-hierarchical VI with approximate marginalisation (HVI, IWHVI, DIWHVI), SIR, and an Optax ``fit``
+hierarchical VI with approximate marginalisation (HVI, IWHVI, DIWHVI), SIR as a sampler and as an
+approximate-normalisation guide (``SIRGuide``), and an Optax ``fit``
 loop. After Becker, Lew, Wang, Ghavami, Huot, Rinard & Mansinghka, *Probabilistic Programming with
 Programmable Variational Inference* (PLDI 2024). Models are log-joints ``log_joint(z, theta, *data)``,
 guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``.
@@ -11,6 +12,7 @@ from ulam.vi.fit import FitResult, fit, make_step
 from ulam.vi.hierarchical import HierarchicalGuide, diwhvi, hierarchical_elbo, hvi, iwhvi
 from ulam.vi.objectives import (
     Objective,
+    SIRGuide,
     check_vi_params,
     elbo,
     iwae,
@@ -29,6 +31,7 @@ __all__ = [
     "iwae_dreg",
     "reweighted_wake_sleep",
     "sir_sample",
+    "SIRGuide",
     "HierarchicalGuide",
     "hierarchical_elbo",
     "hvi",

@@ -28,7 +28,9 @@ from jax.scipy.special import logsumexp
 
 from ulam.estimate import Estimate
 from ulam.grad import _common as C
-from ulam.grad.program import Strategy, program_surrogate, reparam
+import numpyro.distributions as dist
+
+from ulam.grad.program import Strategy, enum, program_surrogate, reparam
 
 __all__ = [
     "Objective",
@@ -38,6 +40,7 @@ __all__ = [
     "iwae_dreg",
     "reweighted_wake_sleep",
     "sir_sample",
+    "SIRGuide",
     "check_vi_params",
     "log_mean_exp",
 ]
@@ -50,6 +53,7 @@ class Objective(NamedTuple):
     value: Callable
     surrogate: Callable
 
+    @C.compiled
     def grad_estimate(self, params, key, num_samples: int, *data):
         """``(value Estimate, gradient Estimate)`` from ``num_samples`` independent draws."""
         n = C.check_num_samples(num_samples)
@@ -112,6 +116,9 @@ def _as_program_objective(name, program_of):
 def elbo(log_joint: Callable, guide: Callable, *, strategy: Strategy = reparam) -> Objective:
     r"""ELBO, :math:`E_{z\sim q_\phi}[\log p_\theta(z, x) - \log q_\phi(z)]` (a program with one choice ``z``).
 
+    ``guide`` may also be a :class:`SIRGuide` (an approximate-normalisation family): ``log q`` is
+    then its density estimate, and the bound stays a lower bound on :math:`\log p(x)`.
+
     ``strategy`` picks the estimator for ``z``: ``reparam`` (default), ``reinforce``,
     ``baseline(...)``, ``enum`` (finite guides). Becker et al. 2024, §4.3 ``vi.elbo``.
 
@@ -125,9 +132,8 @@ def elbo(log_joint: Callable, guide: Callable, *, strategy: Strategy = reparam) 
     def program_of(*data):
         def program(t, params):
             theta, phi = params
-            q = guide(phi, *data)
-            z = t.sample("z", q, strategy)
-            return log_joint(z, theta, *data) - _sum_lp(q, z)
+            z, log_q = _guide_draw(t, "z", guide, log_joint, theta, phi, data, strategy)
+            return log_joint(z, theta, *data) - log_q
 
         return program
 
@@ -138,12 +144,18 @@ def iwae(log_joint: Callable, guide: Callable, num_particles: int, *, strategy: 
     r"""IWAE bound :math:`E[\log \frac1K\sum_k p(z_k,x)/q(z_k)]` (Burda et al. 2016); ``K = num_particles >= 1``.
 
     A program with one vector choice ``z`` of ``K`` particles (``strategy`` as in :func:`elbo`).
+    With a :class:`SIRGuide` the ``K`` draws are independent SIR draws ``z0 .. z{K-1}``, each
+    weighted with its density estimate (doubly importance-weighted, like DIWHVI).
     """
     K = check_num_particles(num_particles)
 
     def program_of(*data):
         def program(t, params):
             theta, phi = params
+            if isinstance(guide, SIRGuide):  # K independent SIR draws, each with its own density estimate
+                draws = [_guide_draw(t, f"z{k}", guide, log_joint, theta, phi, data, strategy) for k in range(K)]
+                log_w = jnp.stack([log_joint(z, theta, *data) - lq for z, lq in draws])
+                return log_mean_exp(log_w) if K > 1 else log_w[0]
             q = guide(phi, *data)
             zs = t.sample("z", _particles(q, K), strategy)
             if K == 1:
@@ -265,3 +277,60 @@ def sir_sample(key, log_joint: Callable, guide: Callable, params, num_particles:
     log_w = lp - lq
     idx = jax.random.categorical(k2, log_w)
     return jax.tree_util.tree_map(lambda a: a[idx], zs), log_w
+
+
+class SIRGuide(NamedTuple):
+    r"""SIR(N) as an approximate-normalisation variational family (Becker et al. 2024, ``vi.sir``).
+
+    A draw: :math:`z_{1..N}\sim q_\phi` (``proposal(phi, *data)``), log-weights
+    :math:`\log w_k = \log\gamma(z_k) - \log q_\phi(z_k)`, an index :math:`i\sim\mathrm{Cat}(\mathrm{softmax}(\log w))`
+    and :math:`z = z_i`. Its marginal density is intractable; the objectives use the estimate
+
+    .. math:: \log\hat q(z) = \log\gamma(z) - \log\tfrac1N\textstyle\sum_k w_k,
+
+    which is the extended-space ratio of Andrieu & Roberts / Domke & Sheldon (2018): with the target
+    :math:`P(z_{1:N}, i) = p(x, z_i)\prod_{k\ne i} q(z_k)/N`, :math:`\log p(x,z) - \log\hat q(z) = \log P/Q`,
+    so :math:`E[\log p(x,z) - \log\hat q(z)] \le \log p(x)` for any unnormalised target :math:`\gamma`.
+    With :math:`\gamma = p_\theta(x,\cdot)` (``target=None``) the ELBO of SIR(N) equals IWAE(N) in expectation.
+
+    ``target(z, theta, phi, *data) -> log gamma(z)``; ``None`` uses the model's log-joint. The
+    particles take the objective's ``strategy``; the index takes ``index_strategy`` (``enum``: summed
+    exactly over the N particles; ``reinforce``/``baseline(...)`` for large N or many outer draws).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
+      >>> from ulam.vi import SIRGuide, elbo
+      >>> model = lambda z, th: dist.Normal(0., 1.).log_prob(z) + dist.Normal(z, 1.).log_prob(1.0)
+      >>> g = SIRGuide(lambda phi: dist.Normal(phi[0], jnp.exp(phi[1])), num_particles=4)
+      >>> v, grad = elbo(model, g).grad_estimate(((), jnp.zeros(2)), jax.random.key(0), 100)
+    """
+
+    proposal: Callable
+    num_particles: int
+    target: Callable | None = None
+    index_strategy: Strategy = enum
+
+    def draw(self, t, name, log_joint, theta, phi, data, strategy: Strategy = reparam):
+        """Draw ``z`` at sites ``{name}_particles`` and ``{name}_index``; return ``(z, log q_hat(z))``."""
+        N = check_num_particles(self.num_particles)
+        q = self.proposal(phi, *data)
+        zs = t.sample(f"{name}_particles", q.expand_by((N,)), strategy)
+
+        def log_gamma(z):
+            if self.target is None:
+                return log_joint(z, theta, *data)
+            return self.target(z, theta, phi, *data)
+
+        log_g = jax.vmap(log_gamma)(zs)
+        log_w = log_g - _sum_lp(q, zs, lead=1)
+        i = t.sample(f"{name}_index", dist.Categorical(logits=log_w), self.index_strategy)
+        return zs[i], log_g[i] - log_mean_exp(log_w)
+
+
+def _guide_draw(t, name, guide, log_joint, theta, phi, data, strategy):
+    """One guide draw and its (exact, or for SIR estimated) log-density."""
+    if isinstance(guide, SIRGuide):
+        return guide.draw(t, name, log_joint, theta, phi, data, strategy)
+    q = guide(phi, *data)
+    z = t.sample(name, q, strategy)
+    return z, _sum_lp(q, z)
