@@ -9,7 +9,6 @@ entry per coordinate).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -184,7 +183,3 @@ def pool(estimates) -> Estimate:
     n = sum(e.n for e in estimates)
     return Estimate(mean, jax.tree_util.tree_map(jnp.sqrt, var), n, ess)
 
-
-def as_float(x: Any) -> float:
-    """A Python float from a scalar array (host side)."""
-    return float(np.asarray(x))

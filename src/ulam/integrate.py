@@ -244,15 +244,12 @@ def _apply_nonfinite_policy(est: Estimate, nonfinite: str, total: int, what: str
     return est
 
 
-def _iid_estimate(m: Moments, unravel: Callable, info: dict | None = None, per_draw_var=None, n_draws=None) -> Estimate:
-    var = m.var_f if per_draw_var is None else per_draw_var
+def _iid_estimate(m: Moments, unravel: Callable) -> Estimate:
+    """Plain-MC estimate from the moments of i.i.d. draws: se = s / sqrt(n), ess = n."""
     count = m.count
-    stderr = jnp.sqrt(var / jnp.maximum(count.astype(var.dtype), 1.0))
-    n_val = count if n_draws is None else n_draws
-    info = dict(info or {})
-    info["num_nonfinite"] = m.nonfinite
-    ess = jnp.broadcast_to(n_val, m.mean_f.shape).astype(m.mean_f.dtype)
-    return Estimate(unravel(m.mean_f), unravel(stderr), _as_count(n_val), unravel(ess), info)
+    stderr = jnp.sqrt(m.var_f / jnp.maximum(count.astype(m.var_f.dtype), 1.0))
+    ess = jnp.broadcast_to(count, m.mean_f.shape).astype(m.mean_f.dtype)
+    return Estimate(unravel(m.mean_f), unravel(stderr), _as_count(count), unravel(ess), {"num_nonfinite": m.nonfinite})
 
 
 def _as_count(x):
