@@ -134,6 +134,22 @@ def test_sobol_scrambled_net_is_stratified(seed, dim):
         assert np.all(counts == 1)
 
 
+def test_sobol_direction_numbers_match_scipy():
+    # Our Joe-Kuo recurrence against SciPy's engine: the unscrambled point with index
+    # 2^(k+1) - 1 in SciPy's Gray-code order is the single direction number v_k.
+    from scipy.stats import qmc
+
+    from ulam.integrate import _sobol_directions
+
+    dim, bits = 40, 12
+    ours = _sobol_directions(dim, bits)
+    for k in range(bits):
+        engine = qmc.Sobol(dim, scramble=False, bits=32)
+        engine.fast_forward((1 << (k + 1)) - 1)
+        theirs = np.round(engine.random(1)[0] * 2.0**32).astype(np.uint64).astype(np.uint32)
+        np.testing.assert_array_equal(ours[k], theirs)
+
+
 def test_stratified_unbiased_and_reduces_variance(key):
     st_est = ulam.stratified(exp_f, NORMAL, key, 20_000, num_strata=100)
     assert_within_stderr(st_est, E_EXP)

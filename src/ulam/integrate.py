@@ -488,21 +488,49 @@ def antithetic(
 # ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _joe_kuo_table() -> tuple[np.ndarray, np.ndarray]:
+    """Primitive polynomials and initial direction numbers (Joe & Kuo 2008, new-joe-kuo-6.21201).
+
+    Read from the table SciPy ships with its Sobol' engine, without importing
+    ``scipy.stats`` (whose import costs seconds).
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("quasi-Monte Carlo needs SciPy's table of Sobol' direction numbers: pip install scipy")
+    table = np.load(Path(list(spec.submodule_search_locations)[0]) / "stats" / "_sobol_direction_numbers.npz")
+    return table["poly"], table["vinit"]
+
+
 @functools.lru_cache(maxsize=64)
 def _sobol_directions(dim: int, bits: int) -> np.ndarray:
     """Direction numbers ``v_k`` (k < bits) of the unscrambled Sobol' sequence, as 32-bit integers (bits, dim).
 
-    Point ``i`` of the net is :math:`\\bigoplus_k \\mathrm{bit}_k(i)\\, v_k`. SciPy's engine runs in
-    Gray-code order, where index :math:`2^{k+1} - 1` has the single Gray bit ``k``.
+    Point ``i`` of the net is :math:`\\bigoplus_k \\mathrm{bit}_k(i)\\, v_k`. Coordinate ``j`` with
+    primitive polynomial :math:`x^s + a_1x^{s-1} + \\dots + a_{s-1}x + 1` and initial odd integers
+    :math:`m_1..m_s` continues by the recurrence (Bratley & Fox 1988; Joe & Kuo 2008)
+    :math:`m_k = 2a_1m_{k-1} \\oplus 4a_2m_{k-2} \\oplus\\dots\\oplus 2^sm_{k-s} \\oplus m_{k-s}`,
+    and :math:`v_k = m_k\\,2^{31-k}` (k from 0). Coordinate 0 has every :math:`m_k = 1`.
     """
-    from scipy.stats import qmc
-
-    out = np.zeros((bits, dim), np.uint32)
-    for k in range(bits):
-        engine = qmc.Sobol(dim, scramble=False, bits=32)
-        engine.fast_forward((1 << (k + 1)) - 1)
-        out[k] = np.round(engine.random(1)[0] * 2.0**32).astype(np.uint64).astype(np.uint32)
-    return out
+    poly, vinit = _joe_kuo_table()
+    if dim > len(poly):
+        raise ValueError(f"dim: Sobol' direction numbers exist for at most {len(poly)} dimensions, got {dim}")
+    m = np.ones((dim, 32), np.uint64)
+    for j in range(1, dim):
+        p = int(poly[j])
+        s = p.bit_length() - 1  # degree
+        m[j, :s] = vinit[j, :s]
+        for k in range(s, 32):
+            new = m[j, k - s] ^ (m[j, k - s] << np.uint64(s))
+            for i in range(1, s):
+                if (p >> (s - i)) & 1:
+                    new ^= m[j, k - i] << np.uint64(i)
+            m[j, k] = new
+    shifts = (31 - np.arange(32)).astype(np.uint64)
+    return (m << shifts).astype(np.uint32).T[:bits].copy()
 
 
 _BIT_VALUES = np.uint32(1) << (31 - np.arange(32, dtype=np.uint32))
@@ -519,7 +547,9 @@ def _scrambled_directions(key: jax.Array, directions: jax.Array) -> tuple[jax.Ar
     """
     dim = directions.shape[1]
     k_mat, k_shift = jax.random.split(key)
-    lower = jnp.tril(jax.random.bernoulli(k_mat, 0.5, (dim, 32, 32)), k=-1) | jnp.eye(32, dtype=bool)
+    # Drawn flat and reshaped (the same bits): XLA compiles 3-d threefry draws ~5x slower on CPU.
+    coin = jax.random.bernoulli(k_mat, 0.5, (dim * 32 * 32,)).reshape(dim, 32, 32)
+    lower = jnp.tril(coin, k=-1) | jnp.eye(32, dtype=bool)
     bit_values = jnp.asarray(_BIT_VALUES)
     # masks[j, r]: row r of coordinate j's matrix as an integer (column c <-> bit 31 - c).
     masks = jnp.sum(jnp.where(lower, bit_values, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
@@ -529,10 +559,15 @@ def _scrambled_directions(key: jax.Array, directions: jax.Array) -> tuple[jax.Ar
 
 
 def _net(directions: jax.Array) -> jax.Array:
-    """All :math:`2^b` points spanned by ``b`` direction numbers, by doubling: O(2^b d) XORs."""
-    points = jnp.zeros((1, directions.shape[1]), jnp.uint32)
-    for v in directions:
-        points = jnp.concatenate([points, points ^ v], axis=0)
+    """All :math:`2^b` points spanned by ``b`` direction numbers: point ``i`` is :math:`\\bigoplus_j \\mathrm{bit}_j(i)\\, v_j`.
+
+    One fused pass of O(2^b b d) XORs. (Doubling by concatenation needs only O(2^b d), but
+    XLA compiled its chain of concatenations ~10x slower, for a run-time gain of ~1 ms.)
+    """
+    index = jnp.arange(1 << directions.shape[0], dtype=jnp.uint32)[:, None]
+    points = jnp.zeros((index.shape[0], directions.shape[1]), jnp.uint32)
+    for j, v in enumerate(directions):
+        points = points ^ jnp.where((index >> j) & jnp.uint32(1), v, jnp.uint32(0))
     return points
 
 

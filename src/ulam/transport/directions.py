@@ -76,7 +76,9 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
     if block_size > dim:
         raise ValueError(f"block_size: at most dim={dim} directions can be orthogonal, got {block_size}")
     num_blocks = num // block_size
-    g = jax.random.normal(key, (num_blocks, dim, block_size), dtype=dtype or jnp.result_type(float))
+    # Drawn flat and reshaped (the same numbers): XLA compiles 3-d threefry draws much slower on CPU.
+    g = jax.random.normal(key, (num_blocks * dim * block_size,), dtype=dtype or jnp.result_type(float))
+    g = g.reshape(num_blocks, dim, block_size)
     q, r = jnp.linalg.qr(g)
     q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
     return jnp.swapaxes(q, -1, -2).reshape(num, dim)
