@@ -295,3 +295,23 @@ def test_hundred_million_draws_in_bounded_memory():
     assert n == 10**8
     assert abs(mean - E_EXP) < 4 * stderr + 1e-4  # float32 accumulation over 382 chunks
     assert peak_kb < 1024 * 1024, f"peak resident memory {peak_kb / 1024:.0f} MB exceeds 1 GB"
+
+
+def test_new_distribution_parameters_reuse_the_compiled_program(key):
+    # The inverse-CDF estimators take the distribution's parameters as traced arguments:
+    # same kind and shape of distribution, same n -> no new compilation, and the new
+    # parameters are really used (E[exp X] for X ~ N(mu, s^2) is exp(mu + s^2/2)).
+    from ulam import integrate
+
+    calls = [
+        (integrate._quasi_monte_carlo, lambda p: ulam.quasi_monte_carlo(exp_f, p, key, 2**10)),
+        (integrate._stratified, lambda p: ulam.stratified(exp_f, p, key, 2**10)),
+        (integrate._antithetic, lambda p: ulam.antithetic(exp_f, dist.Gumbel(p.loc, p.scale), key, 2**10)),
+    ]
+    for jitted, call in calls:
+        call(dist.Normal(0.0, 1.0))
+        size = jitted._cache_size()
+        est = call(dist.Normal(0.5, 0.5))
+        assert jitted._cache_size() == size
+        if jitted is not integrate._antithetic:
+            assert_within_stderr(est, float(np.exp(0.5 + 0.125)))
