@@ -11,12 +11,18 @@ within this benchmark run. Reports permutations per second, model fits per
 permutation, compile time separately, and the Spearman correlation reached after a
 fixed wall time against a long reference run of ulam's fast path.
 
-Run:  .venv/bin/python benchmarks/valuation.py [--seconds 60] [--reference-permutations 20000]
+The reference (20,000 plain TMC permutations of ulam's fast path) is computed by this
+script on first use and cached under ``checkpoints/valuation-reference/`` (git-ignored),
+keyed by a hash of the data, learner, truncation, seed and permutation count.
+
+Run:  .venv/bin/python benchmarks/valuation.py [--seconds 60] [--reference-permutations 20000] [--seeds 4]
+      .venv/bin/python benchmarks/valuation.py --reference-only   # just build the cached reference
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-pydvl"
 WORKER = Path(__file__).resolve().parent / "_pydvl_worker.py"
 TRUNC = Truncation(rtol=0.01, patience=0, burn_in_fraction=0.4)
+REF_DIR = ROOT / "checkpoints" / "valuation-reference"  # git-ignored
 
 
 def make_data(seed: int = 0):
@@ -87,11 +94,80 @@ def spearman(a, b) -> float:
     return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
 
 
+def reference_values(u, data, num_permutations: int, seed: int = 7) -> tuple[np.ndarray, str]:
+    """The long reference run of ulam's fast path (plain TMC), cached to a git-ignored file.
+
+    The file name is a hash of the data, learner, truncation rule, key seed and
+    permutation count; the run checkpoints every round, so an interrupted run resumes.
+    """
+    h = hashlib.sha256()
+    for a in data:
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(f"{u.learner.name}|{TRUNC}|seed={seed}|n={num_permutations}|batch=512".encode())
+    tag = h.hexdigest()[:16]
+    REF_DIR.mkdir(parents=True, exist_ok=True)
+    path = REF_DIR / f"reference-{tag}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return saved["values"], (f"cached in `{path.relative_to(ROOT)}`, computed by this benchmark in "
+                                 f"{float(saved['seconds']):.0f} s ({int(saved['n'])} permutations)")
+    t = time.perf_counter()
+    est = tmc_shapley(u, jax.random.key(seed), max_permutations=num_permutations, batch_size=512,
+                      truncation=TRUNC, checkpoint=REF_DIR / f"checkpoint-{tag}.npz")
+    seconds = time.perf_counter() - t
+    np.savez(path, values=np.asarray(est.mean), stderr=np.asarray(est.stderr), n=est.n, seconds=seconds)
+    (REF_DIR / f"checkpoint-{tag}.npz").unlink(missing_ok=True)
+    return np.asarray(est.mean), (f"computed by this run in {seconds:.0f} s ({est.n} permutations), cached in "
+                                  f"`{path.relative_to(ROOT)}`; max stderr {float(np.max(est.stderr)):.2g}")
+
+
+SCHEMES = ("plain", "antithetic", "stratified", "neyman")
+# permutations per round: ~1-2 s of work each (Neyman scans are ~6x shorter), one stratified block
+BATCH = {"plain": 64, "antithetic": 64, "stratified": 200, "neyman": 512}
+
+
+def equal_time_study(u, ref, seconds: float, seeds: int) -> tuple[dict, list]:
+    """Spearman with the reference after ``seconds`` of wall time, ``seeds`` runs per scheme.
+
+    Schemes are interleaved (the order rotates each seed), so a change of machine load
+    hits them alike; seed ``s`` uses the same key for every scheme (a paired design).
+    """
+    for scheme in ("plain", "neyman"):  # compile outside the timed runs (the other schemes share plain's shapes)
+        tmc_shapley(u, jax.random.key(999), max_permutations=64, batch_size=64, truncation=TRUNC, scheme=scheme)
+    res = {k: [] for k in SCHEMES}
+    perms = {k: [] for k in SCHEMES}
+    for s in range(seeds):
+        order = SCHEMES[s % len(SCHEMES):] + SCHEMES[: s % len(SCHEMES)]
+        for scheme in order:
+            e = tmc_shapley(u, jax.random.key(1000 + s), max_permutations=10**9, max_seconds=seconds,
+                            batch_size=BATCH[scheme], truncation=TRUNC, scheme=scheme)
+            res[scheme].append(spearman(e.mean, ref))
+            perms[scheme].append(e.n)
+            print(f"seed {s} {scheme}: spearman {res[scheme][-1]:.3f}, {e.n} permutations, "
+                  f"{e.info['fits_per_permutation']:.1f} fits/perm", flush=True)
+    rows = []
+    base = np.array(res["plain"])
+    for scheme in SCHEMES:
+        r = np.array(res[scheme])
+        se = r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else float("nan")
+        line = [scheme, f"{r.mean():.3f} ± {se:.3f}", f"{int(np.mean(perms[scheme]))}"]
+        if scheme == "plain":
+            line += ["", ""]
+        else:
+            d = r - base
+            dse = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            line += [f"{d.mean():+.3f} ± {dse:.3f}", f"{int((d > 0).sum())} / {len(d)}"]
+        rows.append(line)
+    return res, rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0, help="wall time for the equal-time Spearman runs")
     ap.add_argument("--reference-permutations", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=4, help="runs per scheme in the equal-time study")
+    ap.add_argument("--reference-only", action="store_true", help="compute (or load) the cached reference and stop")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "valuation.md"))
     args = ap.parse_args()
     cmd = "python benchmarks/valuation.py " + " ".join(sys.argv[1:])
@@ -108,8 +184,12 @@ def main():
 
     # compile once (first call), then measured runs
     t0 = time.perf_counter()
-    tmc_shapley(u, jax.random.key(100), max_permutations=64, batch_size=64, truncation=TRUNC, chunk=40)
+    tmc_shapley(u, jax.random.key(100), max_permutations=128, batch_size=128, truncation=TRUNC)
     compile_s = time.perf_counter() - t0
+
+    if args.reference_only:
+        print(reference_values(u, (X, y, Xt, yt), args.reference_permutations)[1])
+        return
 
     pyok, pymsg = ensure_pydvl_venv()
     print("pyDVL venv:", pyok, pymsg, flush=True)
@@ -123,40 +203,25 @@ def main():
             fits["pyDVL TMC (1 process)"] = r["fits"] / max(r["permutations"], 1)
             versions_pydvl = r["versions"]
         t = time.perf_counter()
-        e = tmc_shapley(u, jax.random.key(200 + rep), max_permutations=256, batch_size=64, truncation=TRUNC, chunk=40)
+        e = tmc_shapley(u, jax.random.key(200 + rep), max_permutations=512, batch_size=128, truncation=TRUNC)
         rows["ulam JAX fast path"].append(e.n / (time.perf_counter() - t))
         fits["ulam JAX fast path"] = e.info["fits_per_permutation"]
-        fits["ulam JAX fast path (computed, incl. batch padding)"] = e.info["computed_fits"] / e.n
+        fits["ulam JAX fast path (computed, incl. chunk overshoot)"] = e.info["computed_fits"] / e.n
         t = time.perf_counter()
         e = tmc_shapley(us, jax.random.key(300 + rep), max_permutations=4, batch_size=2, truncation=TRUNC)
         rows["ulam scikit-learn path"].append(e.n / (time.perf_counter() - t))
         fits["ulam scikit-learn path"] = e.info["fits_per_permutation"]
         print("repeat", rep, {k: v[-1] for k, v in rows.items() if v}, flush=True)
 
-    # reference: long run of the fast path (cached by size)
-    ref_path = cache / f"reference_{args.reference_permutations}.npz"
-    if ref_path.exists():
-        ref = np.load(ref_path)["values"]
-        ref_note = "cached"
-    else:
-        t = time.perf_counter()
-        ref_est = tmc_shapley(u, jax.random.key(7), max_permutations=args.reference_permutations, batch_size=128,
-                              truncation=TRUNC, chunk=40)
-        ref = np.asarray(ref_est.mean)
-        np.savez(ref_path, values=ref)
-        ref_note = f"computed in {time.perf_counter() - t:.0f} s"
+    ref, ref_note = reference_values(u, (X, y, Xt, yt), args.reference_permutations)
     print("reference:", ref_note, flush=True)
 
-    # equal wall time: Spearman against the reference
     corr = {}
     if pyok:
         r = run_pydvl(data_path, args.seconds)
         corr["pyDVL TMC (plain permutations)"] = (spearman(r["values"], ref), r["permutations"])
-    for scheme in ("plain", "antithetic", "stratified"):
-        e = tmc_shapley(u, jax.random.key(11), max_permutations=10**9, max_seconds=args.seconds, batch_size=64,
-                        truncation=TRUNC, chunk=40, scheme=scheme)
-        corr[f"ulam JAX, {scheme}"] = (spearman(e.mean, ref), e.n)
-        print(scheme, corr[f"ulam JAX, {scheme}"], flush=True)
+        print("pyDVL", corr["pyDVL TMC (plain permutations)"], flush=True)
+    res, vr_rows = equal_time_study(u, ref, args.seconds, args.seeds)
 
     med = {k: float(np.median(v)) for k, v in rows.items() if v}
     lines += [
@@ -164,8 +229,8 @@ def main():
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, **shared with other running jobs** (numbers are real "
-        "measurements but noisy). One XLA/BLAS thread per process.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, **shared with other running jobs** (load average "
+        f"{os.getloadavg()[0]:.1f} at the end; numbers are real measurements but noisy). One XLA/BLAS thread per process.",
         f"Versions: jax {jax.__version__}, numpy {np.__version__}, scikit-learn {sklearn.__version__}"
         + (f"; pyDVL side: {versions_pydvl}" if pyok else ""),
         f"pyDVL venv: {'ok (' + pymsg + ')' if pyok else 'NOT AVAILABLE: ' + pymsg}",
@@ -173,7 +238,7 @@ def main():
         "Setting: breast-cancer, standardized, 200 train / 200 test, logistic regression (C = 1), V = test accuracy, "
         "truncation rtol 0.01 with burn-in 0.4 (pyDVL's default; same rule in ulam).",
         "",
-        f"ulam JAX compile + first 64 permutations: {compile_s:.1f} s (excluded from the rates below).",
+        f"ulam JAX compile + first 128 permutations: {compile_s:.1f} s (excluded from the rates below).",
         "",
         "| implementation | permutations / s (min, median over repeats) | model fits / permutation |",
         "|---|---|---|",
@@ -181,17 +246,26 @@ def main():
     for k, v in rows.items():
         if v:
             lines.append(f"| {k} | {min(v):.2f}, {np.median(v):.2f} | {fits.get(k, float('nan')):.1f} |")
-    lines.append(f"| (ulam JAX: fits actually computed incl. batch padding) | | "
-                 f"{fits['ulam JAX fast path (computed, incl. batch padding)']:.1f} |")
+    lines.append(f"| (ulam JAX: fits actually computed, incl. chunk overshoot) | | "
+                 f"{fits['ulam JAX fast path (computed, incl. chunk overshoot)']:.1f} |")
     if pyok:
         p = med["pyDVL TMC (1 process)"]
         lines += ["", f"Ratios (median): JAX path / pyDVL = **{med['ulam JAX fast path'] / p:.1f}x** (target >= 10x); "
                   f"scikit-learn path / pyDVL = **{med['ulam scikit-learn path'] / p:.2f}x** (target >= 1x)."]
-    lines += ["", f"Spearman correlation with the reference ({args.reference_permutations} permutations of ulam's fast "
-              f"path, {ref_note}) after {args.seconds:.0f} s of wall time:", "",
+    lines += ["", f"Reference: plain TMC, {args.reference_permutations} permutations of ulam's fast path (key 7), "
+              f"{ref_note}.", "",
+              f"Spearman correlation with the reference after {args.seconds:.0f} s of wall time:", "",
               "| run | Spearman | permutations done |", "|---|---|---|"]
     for k, (rho, n) in corr.items():
         lines.append(f"| {k} | {rho:.3f} | {n} |")
+    lines += ["", f"ulam's schemes, {args.seeds} seeds each, interleaved (order rotated per seed; seed s uses the same "
+              "key for every scheme). Mean ± standard error over seeds; paired difference to plain TMC on the same "
+              "seed:", "",
+              "| scheme | Spearman (mean ± se) | permutations (mean) | minus plain (mean ± se) | seeds better than plain |",
+              "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in vr_rows]
+    lines += ["", "Per-seed Spearman: " + "; ".join(f"{k}: " + ", ".join(f"{v:.3f}" for v in res[k]) for k in SCHEMES)
+              + "."]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ import math
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ulam.testing import assert_within_stderr
 from ulam.valuation import (
@@ -24,7 +26,7 @@ from ulam.valuation import (
     sklearn_utility,
     tmc_shapley,
 )
-from ulam.valuation.permutation import sample_permutations
+from ulam.valuation.permutation import neyman_inclusion, permutation_marginals, sample_permutations
 
 
 def _data(n=8, m=40, seed=0, flip=0.0):
@@ -101,13 +103,40 @@ def test_leave_one_out_matches_definition():
         assert abs(loo[i] - (U8.full_score - U8.scores(mask)[0])) < 1e-12
 
 
-@pytest.mark.parametrize("scheme", ["plain", "antithetic", "stratified"])
+@pytest.mark.parametrize("scheme", ["plain", "antithetic", "stratified", "neyman"])
 def test_permutation_sampling_converges_to_exact(scheme, key):
     est = tmc_shapley(U8, key, max_permutations=1024, truncation=None, scheme=scheme, batch_size=128)
     assert est.n == 1024
     assert_within_stderr(est, EXACT8.mean, z=4.5)
-    # the plain estimator is unbiased: per-permutation marginals sum to V(D) - V(empty)
-    assert abs(float(est.mean.sum()) - (U8.full_score - U8.empty_score)) < 1e-6
+    if scheme != "neyman":  # Horvitz-Thompson weights break exact efficiency per permutation
+        # per-permutation marginals sum to V(D) - V(empty)
+        assert abs(float(est.mean.sum()) - (U8.full_score - U8.empty_score)) < 1e-6
+    else:
+        q = est.info["inclusion"]
+        assert q[0] == 1.0 and np.all(np.diff(q) <= 0) and est.info["expected_length"] < 8
+
+
+@given(st.lists(st.floats(-1, 1), min_size=12, max_size=12), st.floats(0.01, 1.0))
+@settings(max_examples=30, deadline=None)
+def test_neyman_inclusion_is_a_survival_function(values, floor):
+    q = neyman_inclusion(np.array(values).reshape(2, 6), floor=floor, smooth=2)
+    assert np.all(np.diff(q) <= 0) and np.all(q >= floor) and np.all(q <= 1)
+    assert q.max() == 1.0 or np.all(q == floor)
+
+
+def test_refilled_slots_and_lengths_match_one_batch():
+    """Scheduling (slots refilled as permutations finish, chunk sizes) never changes the marginals."""
+    perms = sample_permutations(jax.random.key(3), 8, 10)
+    trunc = Truncation(rtol=0.01, patience=1)
+    lengths = np.array([8, 3, 0, 8, 5, 1, 8, 8, 2, 7])
+    one, s1 = permutation_marginals(U8, perms, trunc, chunk=8, slots=10, lengths=lengths)
+    many, s2 = permutation_marginals(U8, perms, trunc, chunk=3, slots=3, lengths=lengths)
+    np.testing.assert_array_equal(one, many)
+    assert s1["fits"] == s2["fits"] <= lengths.sum()
+    # a length-k scan keeps exactly the marginals of the first k positions of the full scan
+    full, _ = permutation_marginals(U8, perms, trunc, chunk=8, slots=10)
+    pos = np.arange(8)[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(np.take_along_axis(one, perms, 1), np.where(pos, np.take_along_axis(full, perms, 1), 0))
 
 
 def test_tmc_with_truncation_is_close_and_saves_fits(key):

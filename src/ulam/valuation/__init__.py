@@ -4,7 +4,7 @@ Ghorbani & Zou (ICML 2019), *Data Shapley: Equitable Valuation of Data for Machi
 Learning*: exact Shapley (enumeration), TMC-Shapley (truncated Monte Carlo with the
 paper's convergence test), G-Shapley (one SGD epoch per permutation) and
 leave-one-out; plus Beta Shapley (Kwon & Zou 2022), Data Banzhaf (Wang & Jia 2023),
-group values (``groups=``), antithetic and position-stratified permutations,
+group values (``groups=``), antithetic, position-stratified and Neyman-allocated permutations,
 stopping on a target standard error, checkpoint/resume and a Ray backend.
 
 Example:
@@ -27,6 +27,7 @@ from ulam.valuation.permutation import (
     Truncation,
     beta_position_weights,
     beta_shapley,
+    neyman_inclusion,
     permutation_marginals,
     sample_permutations,
     tmc_shapley,
@@ -39,7 +40,7 @@ __all__ = [
     "Utility", "JaxUtility", "SklearnUtility", "jax_utility", "sklearn_utility", "accuracy",
     "exact_shapley", "leave_one_out", "all_subset_scores",
     "Truncation", "tmc_shapley", "beta_shapley", "beta_position_weights", "sample_permutations",
-    "permutation_marginals",
+    "permutation_marginals", "neyman_inclusion",
     "g_shapley", "choose_learning_rate", "PAPER_LEARNING_RATES",
     "banzhaf", "exact_banzhaf",
     "Stopping", "RayBackend", "history_deviation",

@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = ["Learner", "logistic_regression", "mlp", "knn"]
@@ -45,11 +46,14 @@ class Learner(NamedTuple):
     init: Optional[Callable[[int], Any]] = None
     loss: Optional[Callable[[Any, jax.Array, jax.Array], jax.Array]] = None
     name: str = "learner"
-    # Optional warm-started path along a permutation (data already in permutation
-    # order): path_init(X, y) -> carry; path_step(carry, X, y, j) -> (carry, params)
-    # fits the first j + 1 points. Must reach the same fit as ``fit`` (convex models).
-    path_init: Optional[Callable[[jax.Array, jax.Array], Any]] = None
-    path_step: Optional[Callable[[Any, jax.Array, jax.Array, jax.Array], tuple]] = None
+    # Optional warm-started path along a permutation. ``path_prepare(X, y) -> data`` is
+    # computed once per call, outside ``vmap`` (so it is shared by every permutation);
+    # ``path_init(data) -> carry``; ``path_step(carry, data, w, i) -> (carry, params)``
+    # fits the points with ``w == 1`` (data order) after point ``i`` joined them.
+    # Must reach the same fit as ``fit`` (convex models).
+    path_prepare: Optional[Callable[[jax.Array, jax.Array], Any]] = None
+    path_init: Optional[Callable[[Any], Any]] = None
+    path_step: Optional[Callable[[Any, Any, jax.Array, jax.Array], tuple]] = None
 
 
 def logistic_regression(
@@ -68,7 +72,13 @@ def logistic_regression(
     prefix ``j - 1`` and takes ``path_steps`` safeguarded Newton steps: each takes the
     Newton step or, if that raises the objective, the majorize-minimize step with
     Bohning's bound :math:`A^\top W A/4 + \Lambda` (kept inverted by rank-one updates).
-    The objective is strictly convex, so this reaches the from-scratch optimum.
+    The objective is strictly convex, so this reaches the from-scratch optimum (on the
+    benchmark's breast-cancer data 99.3 % of prefix scores are identical to 12-step
+    fits from scratch; the rest are in the first ~20 prefixes, off by 1-3 test points).
+    The path keeps the data in its original order and a prefix as a 0/1 weight
+    vector, so the Hessian of every permutation in a ``vmap`` batch is one product of
+    the batch's weights with the same matrix of row-wise outer products (a GEMM, upper
+    triangle only), solved by Cholesky.
     """
     if num_classes != 2:
         raise ValueError(f"num_classes: logistic_regression is binary, got {num_classes}; use mlp() or knn()")
@@ -105,43 +115,53 @@ def logistic_regression(
         # log(1 + e^z) - y z, the log-loss in a numerically stable form
         return jnp.logaddexp(0.0, z) - y * z
 
-    def path_init(X, y):
-        d = X.shape[1] + 1
-        reg = jnp.full((d,), l2, X.dtype).at[-1].set(1e-4)
-        return (jnp.zeros((d,), X.dtype), jnp.diag(1.0 / reg))
-
-    def path_step(carry, X, y, j):
-        beta, Binv = carry
+    def path_prepare(X, y):
         A = design(X)
+        rows, cols = np.triu_indices(A.shape[1])
         d = A.shape[1]
+        # row-wise outer products (upper triangle), so every permutation's Hessian is
+        # one product (weights @ AA) against the same matrix: a GEMM under vmap
+        AA = A[:, rows] * A[:, cols]
         reg = jnp.full((d,), l2, A.dtype).at[-1].set(1e-4)
-        yf = y.astype(A.dtype)
-        w = (jnp.arange(A.shape[0]) <= j).astype(A.dtype)
-        # Bohning's bound B = A^T W A / 4 + reg >= Hessian, updated by Sherman-Morrison
-        u = Binv @ A[j]
-        Binv = Binv - (0.25 / (1.0 + 0.25 * (A[j] @ u))) * jnp.outer(u, u)
+        return A, AA, y.astype(A.dtype), reg, y
 
-        def objective(beta):
-            z = A @ beta
+    def path_init(data):
+        A, _, _, reg, _ = data
+        return (jnp.zeros((A.shape[1],), A.dtype), jnp.diag(1.0 / reg))
+
+    def path_step(carry, data, w, i):
+        A, AA, yf, reg, yi = data
+        beta, Binv = carry
+        d = A.shape[1]
+        rows, cols = np.triu_indices(d)
+        w = w.astype(A.dtype)
+        # Bohning's bound B = A^T W A / 4 + reg >= Hessian, updated by Sherman-Morrison
+        u = Binv @ A[i]
+        Binv = Binv - (0.25 / (1.0 + 0.25 * (A[i] @ u))) * jnp.outer(u, u)
+
+        def objective(z, beta):
             return jnp.sum(w * (jnp.logaddexp(0.0, z) - yf * z)) + 0.5 * jnp.sum(reg * beta**2)
 
-        def safeguarded_newton(beta, _):
-            p = jax.nn.sigmoid(A @ beta)
+        def safeguarded_newton(state, _):
+            beta, z = state
+            p = jax.nn.sigmoid(z)
             g = A.T @ (w * (p - yf)) + reg * beta
-            H = (A * (w * p * (1.0 - p))[:, None]).T @ A + jnp.diag(reg)
-            newton = beta - jnp.linalg.solve(H, g)
+            upper = (w * p * (1.0 - p)) @ AA  # the Hessian's upper triangle, one product
+            H = jnp.zeros((d, d), A.dtype).at[rows, cols].set(upper).at[cols, rows].set(upper) + jnp.diag(reg)
+            newton = beta - jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(H), g)
             bound = beta - Binv @ g  # a majorize-minimize step: never increases the objective
-            take = objective(newton) <= objective(bound)
-            return jnp.where(take, newton, bound), None
+            zn, zb = A @ newton, A @ bound
+            take = objective(zn, newton) <= objective(zb, bound)
+            return (jnp.where(take, newton, bound), jnp.where(take, zn, zb)), None
 
-        new_beta, _ = jax.lax.scan(safeguarded_newton, beta, None, length=path_steps)
+        (new_beta, _), _ = jax.lax.scan(safeguarded_newton, (beta, A @ beta), None, length=path_steps, unroll=True)
         # While the prefix holds one class its fit diverges: stay at zero, so the
         # first two-class prefix starts like a fit from scratch.
-        both = jnp.any((w > 0) & (y == 0)) & jnp.any((w > 0) & (y == 1))
+        both = jnp.any((w > 0) & (yi == 0)) & jnp.any((w > 0) & (yi == 1))
         beta = jnp.where(both, new_beta, jnp.zeros_like(beta))
         return (beta, Binv), beta
 
-    return Learner(fit, predict, 2, init, loss, f"logistic_regression(l2={l2})", path_init, path_step)
+    return Learner(fit, predict, 2, init, loss, f"logistic_regression(l2={l2})", path_prepare, path_init, path_step)
 
 
 def mlp(
@@ -218,11 +238,14 @@ def knn(k: int = 3, num_classes: int = 2) -> Learner:
     def fit(X, y, w):
         return (X, y, w.astype(bool))
 
-    def path_init(X, y):
+    def path_prepare(X, y):
+        return X, y
+
+    def path_init(data):
         return ()
 
-    def path_step(carry, X, y, j):
-        return carry, (X, y, jnp.arange(X.shape[0]) <= j)
+    def path_step(carry, data, w, i):
+        return carry, (data[0], data[1], w > 0)
 
     def predict(params, Xq):
         X, y, w = params
@@ -234,4 +257,4 @@ def knn(k: int = 3, num_classes: int = 2) -> Learner:
         votes = jnp.sum(jax.nn.one_hot(y[idx], num_classes) * valid[..., None], axis=1)
         return jnp.argmax(votes, axis=1).astype(jnp.int32)
 
-    return Learner(fit, predict, num_classes, None, None, f"knn(k={k})", path_init, path_step)
+    return Learner(fit, predict, num_classes, None, None, f"knn(k={k})", path_prepare, path_init, path_step)

@@ -16,7 +16,16 @@ and the tests, not assumed):
 - ``"antithetic"``: each permutation with its reverse, averaged as one draw;
 - ``"stratified"``: blocks of ``G`` cyclic shifts of one random permutation, so
   every player occupies every position exactly once per block (one draw per
-  position stratum, each with a uniformly random predecessor set of that size).
+  position stratum, each with a uniformly random predecessor set of that size);
+  this is proportional allocation over positions;
+- ``"neyman"``: Neyman allocation over positions: a pilot of plain TMC
+  permutations estimates the root-mean-square marginal at each position, and each
+  permutation is then scanned to a random length with
+  :math:`P(\text{length} > k) = q_k \propto` that RMS (:func:`neyman_inclusion`),
+  each observed marginal weighted by :math:`1/q_k` (Horvitz-Thompson, unbiased for
+  the same truncated expectation). Early positions, where marginals are large,
+  get scanned in every permutation; late ones, whose marginals are small (and
+  zero past the truncation), in few, so more permutations fit in the same time.
 
 Beta Shapley (Kwon & Zou, AISTATS 2022) reweights the marginal at position ``j``
 (``j - 1`` predecessors) by :math:`\binom{G-1}{j-1} w_{\alpha,\beta}(j)`,
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from functools import partial
 from typing import Optional
 
@@ -40,9 +50,10 @@ from ulam.valuation.exact import _check_utility
 from ulam.valuation.runner import Stopping, run_rounds
 from ulam.valuation.utility import Utility
 
-__all__ = ["Truncation", "sample_permutations", "tmc_shapley", "beta_shapley", "beta_position_weights"]
+__all__ = ["Truncation", "sample_permutations", "tmc_shapley", "beta_shapley", "beta_position_weights",
+           "neyman_inclusion", "permutation_marginals"]
 
-SCHEMES = ("plain", "antithetic", "stratified")
+SCHEMES = ("plain", "antithetic", "stratified", "neyman")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +91,7 @@ def sample_permutations(key: jax.Array, num_players: int, num_units: int, scheme
         raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
     keys = jax.random.split(key, num_units)
     base = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, num_players))(keys), np.int32)
-    if scheme == "plain":
+    if scheme in ("plain", "neyman"):
         return base
     if scheme == "antithetic":
         return np.stack([base, base[:, ::-1]], axis=1).reshape(-1, num_players)
@@ -89,7 +100,7 @@ def sample_permutations(key: jax.Array, num_players: int, num_units: int, scheme
 
 
 def unit_size(scheme: str, num_players: int) -> int:
-    return {"plain": 1, "antithetic": 2, "stratified": num_players}[scheme]
+    return {"plain": 1, "antithetic": 2, "stratified": num_players, "neyman": 1}[scheme]
 
 
 def beta_position_weights(num_players: int, alpha: float, beta: float) -> np.ndarray:
@@ -103,51 +114,96 @@ def beta_position_weights(num_players: int, alpha: float, beta: float) -> np.nda
     return np.exp(log_binom + log_w)
 
 
-def _truncate(scores: np.ndarray, state, j: int, full: float, trunc: Truncation, G: int):
+def _truncate(scores: np.ndarray, state, j, full: float, trunc: Truncation, G: int):
+    """One truncation update at positions ``j`` (0-based, scalar or per row) for every row of ``state``."""
     counter, done, cut = state
     ok = np.abs(scores - full) <= trunc.atol + trunc.rtol * abs(full)
-    ok &= (j + 1) >= trunc.burn_in_fraction * G
+    ok &= (np.asarray(j) + 1) >= trunc.burn_in_fraction * G
     counter = np.where(ok, counter + 1, 0)
     newly = ~done & (counter > trunc.patience)
-    cut = np.where(newly, j + 1, cut)
+    cut = np.where(newly, np.asarray(j) + 1, cut)
     return counter, done | newly, cut
 
 
+def _default_chunk(G: int) -> int:
+    return min(G, max(4, -(-G // 16)))
+
+
 def permutation_marginals(
-    utility: Utility, perms: np.ndarray, truncation: Optional[Truncation], chunk: int = 0, use_path: bool = True
+    utility: Utility,
+    perms: np.ndarray,
+    truncation: Optional[Truncation],
+    chunk: int = 0,
+    use_path: bool = True,
+    slots: int = 0,
+    lengths: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, dict]:
     """Per-permutation marginals ``(P, G)`` (indexed by player) with truncation; also fit counts.
 
-    Batched (JAX) utilities score ``chunk`` consecutive prefixes of every permutation
-    in one ``vmap`` call and stop once all permutations are truncated; the general
-    path scores one prefix at a time and stops each permutation at its truncation.
+    Batched (JAX) utilities keep ``slots`` permutations in flight (default: all ``P``
+    up to 32): every call scores the next ``chunk`` prefixes of each slot in one
+    ``vmap``, and a slot whose permutation is truncated (or complete) is refilled with
+    the next permutation, so truncation saves work for each permutation separately
+    instead of waiting for the slowest one of a batch. The general path scores one
+    prefix at a time and stops each permutation at its truncation.
+
+    ``lengths[t]`` (default ``G``) stops permutation ``t`` after that many positions
+    whatever the truncation rule says; its later marginals are returned as 0.
     """
     P, G = perms.shape
+    lengths = np.full(P, G, np.int64) if lengths is None else np.asarray(lengths, np.int64)
     full = utility.full_score
     scores = np.empty((P, G))
     state = (np.zeros(P, np.int64), np.zeros(P, bool), np.full(P, G, np.int64))
     computed = 0
     if utility.batched:
-        L = min(G, chunk or max(8, -(-G // 8)))
+        L = min(G, chunk or _default_chunk(G))
+        S = min(P, slots or 32)
         init, fn = utility.prefix_scores_fn(L, use_path)
-        carry = init(perms)
-        for start in range(0, G, L):
-            block, carry = fn(perms, start, carry)
+        # longest drawn lengths first, so the last calls (few live slots) are short
+        order = np.argsort(-lengths, kind="stable")
+        slot_perm = order[:S].copy()  # which permutation each slot holds (-1: idle)
+        slot_start = np.zeros(S, np.int64)
+        carry = init(perms[slot_perm])
+        queue = S
+        while (slot_perm >= 0).any():
+            active = slot_perm >= 0
+            rows = np.where(active, slot_perm, 0)
+            block, carry = fn(perms[rows], slot_start, carry)
             block = np.asarray(block, np.float64)
-            computed += P * min(L, G - start)
-            for jj in range(start, min(start + L, G)):
-                scores[:, jj] = block[:, jj - start]
+            idx = rows[active]
+            computed += int(active.sum()) * L
+            for c in range(L):
+                pos = slot_start[active] + c
+                live = pos < lengths[idx]
+                # rows already cut (or finished) ignore later columns
+                live &= ~state[1][idx]
+                if not live.any():
+                    continue
+                r, jj = idx[live], pos[live]
+                scores[r, jj] = block[active][live, c]
                 if truncation is not None:
-                    state = _truncate(scores[:, jj], state, jj, full, truncation, G)
-            if truncation is not None and state[1].all():
-                scores[:, start + L :] = 0.0  # every row is cut before here; replaced below
-                break
+                    sub = tuple(a[r] for a in state)
+                    new = _truncate(scores[r, jj], sub, jj, full, truncation, G)
+                    for a, b in zip(state, new):
+                        a[r] = b
+            slot_start[active] += L
+            finished = active & ((slot_start >= lengths[rows]) | state[1][rows])
+            for s_ in np.flatnonzero(finished):
+                if queue < P:
+                    slot_perm[s_], slot_start[s_] = order[queue], 0  # start 0: the slot's carry is reset
+                    queue += 1
+                else:
+                    slot_perm[s_] = -1
     else:
         cuts = np.full(P, G, np.int64)
         for p in range(P):
             rank_mask = np.zeros(G, bool)
             st = (np.zeros(1, np.int64), np.zeros(1, bool), np.full(1, G, np.int64))
             for jj in range(G):
+                if jj >= lengths[p]:
+                    scores[p, jj:] = scores[p, jj - 1] if jj else utility.empty_score
+                    break
                 rank_mask[perms[p, jj]] = True
                 scores[p, jj] = utility.scores(rank_mask[None])[0]
                 computed += 1
@@ -158,9 +214,10 @@ def permutation_marginals(
                         break
             cuts[p] = st[2][0]
         state = (None, None, cuts)
-    cut = state[2]
+    cut = np.minimum(state[2], lengths)
     pos = np.arange(G)[None, :]
     last = np.take_along_axis(scores, np.maximum(cut - 1, 0)[:, None], axis=1)
+    last = np.where(cut[:, None] > 0, last, utility.empty_score)  # nothing scanned: every marginal 0
     scores = np.where(pos < cut[:, None], scores, last)  # after the cut the score is frozen: marginal 0
     prev = np.concatenate([np.full((P, 1), utility.empty_score), scores[:, :-1]], axis=1)
     marg = scores - prev
@@ -169,14 +226,64 @@ def permutation_marginals(
     return rows, {"fits": float(cut.sum()), "computed_fits": float(computed)}
 
 
-def _permutation_round(utility, scheme, num_units, truncation, weights, chunk, key):
+def _permutation_round(utility, scheme, num_units, truncation, weights, chunk, key, inclusion=None):
+    if inclusion is not None:  # "neyman": random lengths with P(length > k) = inclusion[k]
+        key, key_u = jax.random.split(key)
     perms = sample_permutations(key, utility.num_players, num_units, scheme)
-    rows, stats = permutation_marginals(utility, perms, truncation, chunk)
+    lengths = None
+    if inclusion is not None:
+        u = np.asarray(jax.random.uniform(key_u, (perms.shape[0],)), np.float64)
+        lengths = (inclusion[None, :] > u[:, None]).sum(axis=1)
+        # Horvitz-Thompson: a marginal at position k is observed with probability inclusion[k]
+        weights = 1.0 / inclusion if weights is None else weights / inclusion
+    rows, stats = permutation_marginals(utility, perms, truncation, chunk, lengths=lengths)
     if weights is not None:
         pos_weight = np.empty_like(rows)
         np.put_along_axis(pos_weight, perms, np.broadcast_to(weights, perms.shape), axis=1)
         rows = rows * pos_weight
     return rows, stats
+
+
+def neyman_inclusion(position_marginals: np.ndarray, floor: float = 0.05, smooth: int = 5) -> np.ndarray:
+    r"""Neyman allocation over positions: the probability :math:`q_k` of scanning position ``k``.
+
+    A permutation scanned to a random length :math:`m` with :math:`P(m > k) = q_k`,
+    each observed marginal weighted by :math:`1/q_k`, is unbiased for the (truncated)
+    Shapley value; with a cost of one fit per position its summed variance
+    :math:`\sum_k E[\Delta_k^2]/q_k` per unit cost is smallest for :math:`q_k \propto
+    \sqrt{E[\Delta_k^2]}` (Neyman allocation; the RMS, not the standard deviation,
+    because an unscanned position counts 0, not its mean). ``position_marginals``
+    ``(T, G)`` are a pilot's marginals by position; the RMS is smoothed over ``smooth``
+    positions, scaled so its maximum is 1, raised to its smallest non-increasing
+    majorant (so that :math:`q` is a survival function) and floored at ``floor`` (every position keeps a
+    chance, so the estimator stays unbiased).
+    """
+    pm = np.asarray(position_marginals, np.float64)
+    if pm.ndim != 2 or pm.shape[0] < 2:
+        raise ValueError(f"position_marginals: expected (T >= 2, G) pilot marginals, got shape {pm.shape}")
+    if not 0 < floor <= 1:
+        raise ValueError(f"floor: must be in (0, 1], got {floor}")
+    ms = np.mean(pm**2, axis=0)
+    k = max(1, int(smooth))
+    ms = np.convolve(np.pad(ms, (k // 2, k - 1 - k // 2), mode="edge"), np.ones(k) / k, mode="valid")
+    rms = np.sqrt(ms)
+    q = rms / rms.max() if rms.max() > 0 else np.ones_like(rms)
+    # the smallest non-increasing majorant: never scan a position less often than the RMS asks
+    q = np.maximum.accumulate(q[::-1])[::-1]
+    return np.clip(q, floor, 1.0)
+
+
+def _neyman_pilot(utility, key, num, truncation, chunk):
+    """Plain TMC on ``num`` permutations (a key of its own) -> inclusion probabilities by position."""
+    if num < 2:
+        raise ValueError(f"pilot_permutations: need at least 2 for the Neyman scheme, got {num}")
+    start = time.perf_counter()
+    perms = sample_permutations(jax.random.fold_in(key, 0x7FFFFFFF), utility.num_players, num, "plain")
+    rows, stats = permutation_marginals(utility, perms, truncation, chunk)
+    inclusion = neyman_inclusion(np.take_along_axis(rows, perms, axis=1))
+    info = {"inclusion": inclusion, "pilot_seconds": time.perf_counter() - start,
+            "pilot_permutations": num, "expected_length": float(inclusion.sum())}
+    return inclusion, info
 
 
 def _resolve_stopping(stopping, max_permutations, target_stderr, rtol, max_seconds):
@@ -201,6 +308,7 @@ def tmc_shapley(
     backend=None,
     checkpoint=None,
     progress: bool = False,
+    pilot_permutations: int = 64,
     _weights: Optional[np.ndarray] = None,
     _kind: str = "tmc",
 ) -> Estimate:
@@ -212,7 +320,9 @@ def tmc_shapley(
     below ``target_stderr``, or when the paper's convergence test falls below ``rtol``
     (0.05 in the paper), or after ``max_seconds`` — whichever comes first.
 
-    ``scheme``: ``"plain"``, ``"antithetic"`` or ``"stratified"`` (see module doc);
+    ``scheme``: ``"plain"``, ``"antithetic"``, ``"stratified"`` or ``"neyman"`` (see module
+    doc; ``"neyman"`` first spends ``pilot_permutations`` plain permutations, time that
+    counts against ``max_seconds``, on choosing its allocation);
     ``batch_size`` permutations are drawn per round (one vmapped call for JAX
     utilities); ``backend=RayBackend(...)`` runs rounds on Ray with identical results;
     ``checkpoint=path`` saves every round and resumes from it.
@@ -240,13 +350,21 @@ def tmc_shapley(
     unit = unit_size(scheme, G)
     num_units = max(1, batch_size // unit)
     stop = _resolve_stopping(stopping, max_permutations, target_stderr, rtol, max_seconds)
-    fn = partial(_permutation_round, utility, scheme, num_units, truncation, _weights, chunk)
+    inclusion, pilot_info = None, {}
+    if scheme == "neyman":
+        inclusion, pilot_info = _neyman_pilot(utility, key, pilot_permutations, truncation, chunk)
+        # short scans: small chunks, or most of each chunk is wasted past the drawn length
+        # (a fixed size, not one from the pilot, so the compiled function is reused)
+        chunk = chunk or min(G, 8)
+        if stop.max_seconds is not None:  # the pilot's time counts against the budget
+            stop = dataclasses.replace(stop, max_seconds=max(stop.max_seconds - pilot_info["pilot_seconds"], 0.0))
+    fn = partial(_permutation_round, utility, scheme, num_units, truncation, _weights, chunk, inclusion=inclusion)
     est = run_rounds(
         fn, key, G, unit=unit, batch=num_units * unit, stopping=stop, kind=f"{_kind}-{scheme}",
         backend=backend, checkpoint=checkpoint, progress=progress,
     )
     est.info.update({"scheme": scheme, "truncation": truncation, "empty_score": utility.empty_score,
-                     "full_score": utility.full_score})
+                     "full_score": utility.full_score, **pilot_info})
     return est
 
 

@@ -204,11 +204,14 @@ class JaxUtility(Utility):
         return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
     def prefix_scores_fn(self, length: int, use_path: bool = True):
-        """Jitted ``(perms (B, G), start, carry) -> (scores (B, length), carry)``: prefixes ``start+1 ..
-        start+length`` (sizes past ``G`` repeat the full set), and ``init(perms) -> carry``.
+        """Jitted ``(perms (B, G), starts (B,) or scalar, carry) -> (scores (B, length), carry)``: row ``b``
+        scores prefixes ``starts[b]+1 .. starts[b]+length`` of ``perms[b]`` (sizes past ``G`` repeat the
+        full set); a row with ``starts[b] == 0`` starts afresh. Also ``init(perms) -> carry``.
 
         Learners with a warm-started ``path_step`` carry their fit along each
         permutation (``lax.scan``); others refit every prefix from scratch (``vmap``).
+        Rows are independent, so a caller may give each row its own permutation and
+        position (refilling finished rows with new permutations).
         """
         path = use_path and self.learner.path_step is not None and self.groups is None
         name = ("prefix", length, path)
@@ -217,34 +220,52 @@ class JaxUtility(Utility):
         G = self.num_players
         learner = self.learner
 
-        if path:
-            def init_one(perm):
-                return learner.path_init(self.X[perm], self.y[perm])
+        def rank_of(perm):
+            return jnp.zeros((G,), jnp.int32).at[perm].set(jnp.arange(G, dtype=jnp.int32))
 
-            def one(perm, start, carry):
-                Xp, yp = self.X[perm], self.y[perm]
+        if path:
+            def init_one(perm, data):
+                return learner.path_init(data)
+
+            def one(perm, start, carry, data):
+                carry = jax.tree.map(lambda c, c0: jnp.where(start == 0, c0, c), carry, learner.path_init(data))
+                rank = rank_of(perm)
                 counts = jnp.cumsum(self._onehot[perm], axis=0)
 
                 def body(c, j):
                     jj = jnp.minimum(j, G - 1)
-                    c, params = learner.path_step(c, Xp, yp, jj)
+                    c, params = learner.path_step(c, data, rank <= jj, perm[jj])
                     value = self.metric(self.y_test, learner.predict(params, self.X_test))
                     ok = jnp.all((counts[jj] > 0) | ~self._train_classes)
                     return c, jnp.where(ok, value, self.empty_score)
 
                 carry, scores = jax.lax.scan(body, carry, start + jnp.arange(length))
                 return scores, carry
+
+            def prepare():
+                # shared by every row: computed once per call, outside vmap
+                return learner.path_prepare(self.X, self.y)
         else:
-            def init_one(perm):
+            def init_one(perm, data):
                 return jnp.zeros((), jnp.int32)
 
-            def one(perm, start, carry):
-                rank = jnp.zeros((G,), jnp.int32).at[perm].set(jnp.arange(G, dtype=jnp.int32))
+            def one(perm, start, carry, data):
                 sizes = jnp.minimum(start + 1 + jnp.arange(length), G)
-                masks = rank[None, :] < sizes[:, None]
+                masks = rank_of(perm)[None, :] < sizes[:, None]
                 return jax.vmap(lambda m: self.raw_score(self._points(m)))(masks), carry
 
-        fns = (jax.jit(jax.vmap(init_one)), jax.jit(jax.vmap(one, in_axes=(0, None, 0))))
+            def prepare():
+                return ()
+
+        init_jit = jax.jit(lambda perms: jax.vmap(init_one, in_axes=(0, None))(perms, prepare()))
+        step_jit = jax.jit(lambda perms, starts, carry: jax.vmap(one, in_axes=(0, 0, 0, None))(
+            perms, starts, carry, prepare()))
+
+        def step(perms, starts, carry):
+            starts = np.broadcast_to(np.asarray(starts, np.int32), (np.shape(perms)[0],))
+            return step_jit(perms, starts, carry)
+
+        fns = (init_jit, step)
         self._cache[name] = fns
         return fns
 
