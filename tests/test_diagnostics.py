@@ -267,3 +267,15 @@ def test_bad_probabilities_and_weights():
         D.importance_ess(jnp.float32(0.0))
     with pytest.raises(ValueError, match="`r_eff` must be positive"):
         D.pareto_khat(jnp.zeros(100), r_eff=0.0)
+
+
+def test_summary_statistics_equal_the_separate_diagnostics(x64):
+    # One compiled program for the MCMC summary table must give the same numbers as the
+    # separate (ArviZ-checked) functions.
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(4, 300, 3)), axis=1) * 0.1 + rng.normal(size=(4, 300, 3))
+    s = D.summary_statistics(x)
+    np.testing.assert_allclose(s["mean"], x.mean(axis=(0, 1)), rtol=1e-12)
+    np.testing.assert_allclose(s["sd"], x.reshape(-1, 3).std(axis=0, ddof=1), rtol=1e-12)
+    for name, fn in [("mcse_mean", D.mcse_mean), ("ess_bulk", D.ess_bulk), ("ess_tail", D.ess_tail), ("rhat", D.rhat)]:
+        np.testing.assert_allclose(s[name], fn(x), rtol=1e-10, err_msg=name)

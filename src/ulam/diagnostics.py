@@ -52,6 +52,7 @@ __all__ = [
     "rhat",
     "mcse_mean",
     "mcse_quantile",
+    "summary_statistics",
     "autocovariance",
     "autocorrelation",
 ]
@@ -788,3 +789,48 @@ def mcse_quantile(draws, q):
     """
     q = _check_prob(q, "q")
     return _tree_apply(lambda d: _mcse_quantile(d, jnp.asarray(q, d.dtype)), draws)
+
+
+def _summary_2d(draws):
+    ess_mean = _ess_mean_2d(draws)
+    sd = jnp.std(draws, ddof=1)
+    return jnp.stack([
+        jnp.mean(draws), sd, sd / jnp.sqrt(ess_mean), _ess_bulk_2d(draws),
+        _ess_tail_2d(draws, jnp.asarray(0.05, draws.dtype), jnp.asarray(0.95, draws.dtype)), _rhat_2d(draws),
+    ])
+
+
+_SUMMARY_FIELDS = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
+
+
+@jax.jit
+def _summary(draws):
+    chains, num_draws = draws.shape[:2]
+    flat = jnp.moveaxis(draws.reshape((chains, num_draws, -1)), -1, 0)
+    stats = jax.vmap(_summary_2d)(flat)  # (coordinates, fields)
+    return {name: stats[:, i].reshape(draws.shape[2:]) for i, name in enumerate(_SUMMARY_FIELDS)}
+
+
+def summary_statistics(draws):
+    r"""Mean, sd, MCSE of the mean, bulk and tail ESS and rank-normalized R-hat, in one compiled program.
+
+    The same numbers as :func:`mcse_mean`, :func:`ess_bulk`, :func:`ess_tail` (probabilities
+    0.05 and 0.95) and :func:`rhat` (Vehtari et al. 2021), but compiled once per draws shape
+    instead of once per statistic: what an MCMC summary table needs.
+
+    Args:
+      draws: array ``(chains, draws, *event)`` with at least 4 draws per chain.
+
+    Returns:
+      dict of arrays of shape ``event``: ``mean``, ``sd``, ``mcse_mean``, ``ess_bulk``,
+      ``ess_tail``, ``rhat``.
+
+    Example:
+      >>> import jax
+      >>> from ulam.diagnostics import summary_statistics, ess_bulk
+      >>> x = jax.random.normal(jax.random.key(0), (4, 500, 2))
+      >>> s = summary_statistics(x)
+      >>> bool(jax.numpy.allclose(s["ess_bulk"], ess_bulk(x)))
+      True
+    """
+    return _summary(_check_draws(draws))

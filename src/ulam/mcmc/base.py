@@ -75,6 +75,8 @@ class Metric(NamedTuple):
     sample_noise: Callable[[jax.Array, jax.Array], jax.Array]
     # The Gaussian log-kernel -|Σ^{-1/2} v|²/2 (up to a constant), for MH corrections.
     noise_logpdf: Callable[[jax.Array], jax.Array]
+    # Maps a standard normal vector xi to a momentum p ~ N(0, Σ⁻¹) (sample_momentum = this ∘ normal).
+    momentum_from_normal: Callable[[jax.Array], jax.Array]
 
 
 def metric(inverse_mass_matrix) -> Metric:
@@ -90,6 +92,7 @@ def metric(inverse_mass_matrix) -> Metric:
             velocity=lambda p: p,
             sample_noise=lambda key, z: jax.random.normal(key, z.shape, z.dtype),
             noise_logpdf=lambda v: -0.5 * jnp.dot(v, v),
+            momentum_from_normal=lambda xi: xi,
         )
     inv = jnp.asarray(inverse_mass_matrix)
     if inv.ndim == 1:
@@ -100,6 +103,7 @@ def metric(inverse_mass_matrix) -> Metric:
             velocity=lambda p: inv * p,
             sample_noise=lambda key, z: jax.random.normal(key, z.shape, z.dtype) * sqrt_inv,
             noise_logpdf=lambda v: -0.5 * jnp.dot(v, v / inv),
+            momentum_from_normal=lambda xi: xi / sqrt_inv,
         )
     if inv.ndim == 2:
         chol = jnp.linalg.cholesky(inv)
@@ -107,9 +111,11 @@ def metric(inverse_mass_matrix) -> Metric:
         def solve_lower(v):
             return jax.scipy.linalg.solve_triangular(chol, v, lower=True)
 
-        def sample_momentum(key, z):
-            xi = jax.random.normal(key, z.shape, z.dtype)
+        def momentum_from_normal(xi):
             return jax.scipy.linalg.solve_triangular(chol, xi, lower=True, trans="T")
+
+        def sample_momentum(key, z):
+            return momentum_from_normal(jax.random.normal(key, z.shape, z.dtype))
 
         def noise_logpdf(v):
             w = solve_lower(v)
@@ -121,6 +127,7 @@ def metric(inverse_mass_matrix) -> Metric:
             velocity=lambda p: inv @ p,
             sample_noise=lambda key, z: chol @ jax.random.normal(key, z.shape, z.dtype),
             noise_logpdf=noise_logpdf,
+            momentum_from_normal=momentum_from_normal,
         )
     raise ValueError(
         f"inverse_mass_matrix: expected a 1-D diagonal or a 2-D dense matrix, got shape {inv.shape}"

@@ -93,18 +93,38 @@ def chain_expectation(values) -> Estimate:
         if v.ndim < 2 or v.shape[1] < 4:
             raise ValueError(f"values: expected leaves shaped (chains, draws >= 4, ...), got {v.shape}")
         means.append(v.mean(axis=(0, 1)))
-        mcse = _diag.mcse_mean(v)
+        stats = _diag.summary_statistics(v)
+        mcse = stats["mcse_mean"]
         sd = v.reshape((-1,) + v.shape[2:]).std(axis=0, ddof=1)
         errs.append(mcse)
         esss.append((sd / np.maximum(mcse, 1e-300)) ** 2)
-        rhats.append(_diag.rhat(v))
+        rhats.append(stats["rhat"])
     unflat = lambda xs: jax.tree_util.tree_unflatten(treedef, xs)
     n = leaves[0].shape[0] * leaves[0].shape[1]
     return Estimate(unflat(means), unflat(errs), n, unflat(esss), {"rhat": unflat(rhats)})
 
 
 @dataclasses.dataclass
-class MCMCResult:
+class _RunOutput:
+    """What every run reports besides its draws: adapted parameters, divergences, cost, time."""
+
+    unravel: Callable
+    step_size: np.ndarray
+    inverse_mass_matrix: np.ndarray
+    num_divergent: np.ndarray
+    num_divergent_warmup: np.ndarray
+    mean_acceptance: np.ndarray
+    num_grad_evals: np.ndarray
+    seconds: float
+    num_warmup: int
+    thin: int
+
+    def print_summary(self) -> None:
+        print(self.summary())
+
+
+@dataclasses.dataclass
+class MCMCResult(_RunOutput):
     """Draws of every chain and the sampler's statistics.
 
     Attributes:
@@ -117,17 +137,7 @@ class MCMCResult:
     """
 
     flat_draws: np.ndarray
-    unravel: Callable
     stats: dict
-    step_size: np.ndarray
-    inverse_mass_matrix: np.ndarray
-    num_divergent: np.ndarray
-    num_divergent_warmup: np.ndarray
-    mean_acceptance: np.ndarray
-    num_grad_evals: np.ndarray
-    seconds: float
-    num_warmup: int
-    thin: int
     final_state: Any = None
 
     @property
@@ -146,19 +156,17 @@ class MCMCResult:
     def summary(self) -> Summary:
         """Mean, sd, MCSE of the mean, bulk and tail ESS and rank-normalized split R-hat per coordinate."""
         x = self.flat_draws
+        stats = _diag.summary_statistics(x)
         return Summary(
             names=_names(self.unravel, x.shape[-1]),
             mean=x.mean(axis=(0, 1)),
             sd=x.reshape(-1, x.shape[-1]).std(axis=0, ddof=1),
-            mcse_mean=_diag.mcse_mean(x),
-            ess_bulk=_diag.ess_bulk(x),
-            ess_tail=_diag.ess_tail(x),
-            rhat=_diag.rhat(x),
+            mcse_mean=stats["mcse_mean"],
+            ess_bulk=stats["ess_bulk"],
+            ess_tail=stats["ess_tail"],
+            rhat=stats["rhat"],
             num_divergent=int(np.sum(self.num_divergent)),
         )
-
-    def print_summary(self) -> None:
-        print(self.summary())
 
     def expectation(self, f: Callable | None = None) -> Estimate:
         r"""Estimate :math:`E_\pi[f(x)]` from all chains; ``stderr`` is the MCSE (Vehtari et al. 2021).
@@ -184,7 +192,7 @@ class MCMCResult:
 
 
 @dataclasses.dataclass
-class StreamingResult:
+class StreamingResult(_RunOutput):
     """Running statistics of a streaming run (constant memory in the number of draws).
 
     ``summary()`` reports batch-means MCSE and ESS and the classic split R-hat (see
@@ -193,16 +201,6 @@ class StreamingResult:
 
     stats: Any
     stream_fn: Callable | None
-    unravel: Callable
-    step_size: np.ndarray
-    inverse_mass_matrix: np.ndarray
-    num_divergent: np.ndarray
-    num_divergent_warmup: np.ndarray
-    mean_acceptance: np.ndarray
-    num_grad_evals: np.ndarray
-    seconds: float
-    num_warmup: int
-    thin: int
 
     def _table(self) -> dict:
         return stream_summary(self.stats)
@@ -213,9 +211,6 @@ class StreamingResult:
         names = _names(self.unravel, dim) if self.stream_fn is None else [f"f[{i}]" for i in range(dim)]
         return Summary(names, s["mean"], s["sd"], s["mcse_mean"], s["ess_bulk"], s["ess_tail"], s["rhat"],
                        int(np.sum(self.num_divergent)))
-
-    def print_summary(self) -> None:
-        print(self.summary())
 
     def expectation(self) -> Estimate:
         """The streamed mean of ``stream_fn(x)`` (or of the flat position) with its batch-means MCSE."""

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulam import mcmc
+from ulam import Estimate, mcmc
 from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
 
 MEANS = jnp.array([[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])
@@ -54,8 +54,11 @@ def _langevin_positions(key, h, num_chains, num_steps, adjusted):
 
 def _ula_variance(key, h, num_chains, num_steps, burn_in, adjusted):
     pos = _langevin_positions(key, jnp.float32(h), num_chains, num_steps, adjusted)
-    x2 = jnp.swapaxes(pos[burn_in:, :, 0] ** 2, 0, 1)  # (chains, draws)
-    return mcmc.chain_expectation(x2)
+    # The chains are independent, so their time averages are i.i.d.: the standard error across
+    # chains is an exact-in-the-limit MCSE without per-chain autocorrelation estimates (which
+    # cost seconds on 2,000 × 500 draws).
+    per_chain = jnp.mean(pos[burn_in:, :, 0] ** 2, axis=0)  # (chains,)
+    return Estimate.from_samples(per_chain)
 
 
 def _image(size=64):
@@ -116,8 +119,8 @@ def run(ctx):
         mala_err.append(abs(float(mala.mean) - 1.0))
         rows.append([h, exact, f"{float(ula.mean):.4f} ± {float(ula.stderr):.4f}", float(ula.z_score(exact)),
                      f"{float(mala.mean):.4f} ± {float(mala.stderr):.4f}"])
-    tables.append(markdown_table(["h", "ULA variance, closed form 1/(1-h/4)", "ULA measured ± MCSE", "z-score",
-                                  "MALA measured ± MCSE (exact 1)"], rows))
+    tables.append(markdown_table(["h", "ULA variance, closed form 1/(1-h/4)", "ULA measured ± s.e. (over chains)", "z-score",
+                                  "MALA measured ± s.e. (exact 1)"], rows))
     claims.append(claim("ULA stationary variance on N(0,1): max relative error vs 1/(1-h/4), h ∈ {0.1, 0.5, 1}",
                         max(ula_err), "<=", 0.01, paper="closed form; course: h=0.1 → 1.02564, h=1 → 1.3333"))
     claims.append(claim("MALA with the same h: max |variance − 1| (bias removed)", max(mala_err), "<=", 0.02,
