@@ -2,10 +2,21 @@
 
 VAE: 10-d Gaussian latent, 64-128-64 tanh decoder with Bernoulli likelihood, 64-128-20 encoder
 (diagonal Gaussian, reparameterised), sklearn digits binarised at 0.5, minibatches of the first
-B rows, Adam(1e-3), one latent draw per row. Both sides use numpyro distributions for every
-density, the same initial parameters and the same data. For each batch size the three step
-functions are jitted, compiled (timed separately), then timed alternately: ``STEPS`` steps per
-repeat, min and median over repeats. Writes docs/benchmarks/vi.md.
+B rows, one latent draw per row. Both sides use numpyro distributions for every density, the
+same parameter pytree (NumPyro: one ``numpyro.param`` per network holding the same dict as
+ulam's), the same initial values, the same data, and the SAME optimizer: ``optax.adam(1e-3)``
+(NumPyro through ``numpyro.optim.optax_to_numpyro``), so the comparison is of the VI machinery.
+
+Two ways of stepping, each timed for the three implementations:
+
+* ``step``: one jitted call per training step, parameters and optimizer state donated
+  (``donate_argnums``) on every side, so no side pays for copying its state;
+* ``scan``: ``STEPS`` steps inside one jitted ``lax.scan`` (how ``ulam.vi.fit`` and
+  ``SVI.run`` train), which measures the compiled step without Python dispatch.
+
+Compilation (``lower().compile()``) is timed separately. Repeats alternate between the
+implementations (ulam, Trace_ELBO, TraceGraph_ELBO, ulam, ...) so load changes hit all of them;
+min and median over repeats are reported. Writes docs/benchmarks/vi.md.
 
 Run:  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
       .venv/bin/python benchmarks/vi.py [--quick]
@@ -20,12 +31,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
-import jax.flatten_util  # noqa: E402,F401
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
@@ -35,6 +46,9 @@ from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO  # noqa: E402
 
 from ulam import vi  # noqa: E402
 from ulam.reproduce.programmable_vi import LATENT, _mlp, digits_binary, vae_init  # noqa: E402
+
+LR = 1e-3
+IMPLS = ("ulam", "Trace_ELBO", "TraceGraph_ELBO")
 
 
 def log_joint(z, theta, x):
@@ -47,17 +61,16 @@ def guide(phi, x):
 
 
 def numpyro_pair(theta0, phi0):
-    flat_t, unravel_t = jax.flatten_util.ravel_pytree(theta0)
-    flat_p, unravel_p = jax.flatten_util.ravel_pytree(phi0)
+    """The same VAE as NumPyro model/guide; each network's parameter dict is one ``numpyro.param``."""
 
     def model(x):
-        theta = unravel_t(numpyro.param("theta", flat_t))
+        theta = numpyro.param("theta", theta0)
         with numpyro.plate("batch", x.shape[0]):
             z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([LATENT]).to_event(1))
             numpyro.sample("x", dist.Bernoulli(logits=_mlp(theta, z)).to_event(1), obs=x)
 
     def q(x):
-        phi = unravel_p(numpyro.param("phi", flat_p))
+        phi = numpyro.param("phi", phi0)
         out = _mlp(phi, x)
         with numpyro.plate("batch", x.shape[0]):
             numpyro.sample("z", dist.Normal(out[..., :LATENT], jnp.exp(out[..., LATENT:])).to_event(1))
@@ -65,59 +78,109 @@ def numpyro_pair(theta0, phi0):
     return model, q
 
 
-def main():
-    import jax.flatten_util  # noqa: F401
+def _copy(tree):
+    return jax.tree_util.tree_map(jnp.copy, tree)
 
+
+def build(b, data, key, steps):
+    """Per implementation: (compiled step, compiled scan, fresh-state factory, step keys)."""
+    x = jnp.asarray(data[:b])
+    theta0, phi0 = vae_init(key)
+    opt = optax.adam(LR)
+    ustep = vi.make_step(vi.elbo(log_joint, guide), opt)
+    params0 = (theta0, phi0)
+    ustate0 = (params0, opt.init(params0))
+    keys = jax.random.split(jax.random.key(1), steps)
+    key_list = list(keys)  # indexed on the host: no eager device op inside the timed loop
+
+    def uscan(state, keys, x):
+        def body(c, k):
+            p, s, v = ustep(c[0], c[1], k, x)
+            return (p, s), v
+
+        return jax.lax.scan(body, state, keys)
+
+    impls = {"ulam": dict(
+        step=jax.jit(lambda st, k, x: (lambda p, s, v: ((p, s), v))(*ustep(st[0], st[1], k, x)), donate_argnums=0),
+        scan=jax.jit(uscan, donate_argnums=0),
+        init=lambda: _copy(ustate0),
+        step_args=lambda i: (key_list[i], x),
+        scan_args=(keys, x),
+    )}
+    model, q = numpyro_pair(theta0, phi0)
+    for name, loss in (("Trace_ELBO", Trace_ELBO), ("TraceGraph_ELBO", TraceGraph_ELBO)):
+        svi = SVI(model, q, numpyro.optim.optax_to_numpyro(optax.adam(LR)), loss())
+        nstate0 = svi.init(key, x)
+
+        def nscan(state, x, svi=svi):
+            return jax.lax.scan(lambda s, _: svi.update(s, x), state, None, length=steps)
+
+        impls[name] = dict(
+            step=jax.jit(svi.update, donate_argnums=0),
+            scan=jax.jit(nscan, donate_argnums=0),
+            init=lambda s0=nstate0: _copy(s0),
+            step_args=lambda i: (x,),
+            scan_args=(x,),
+        )
+    return impls
+
+
+def time_mode(impls, mode, steps, repeats):
+    compiled, compile_s, sizes = {}, {}, {}
+    for name, im in impls.items():
+        args = im["step_args"](0) if mode == "step" else im["scan_args"]
+        t0 = time.perf_counter()
+        compiled[name] = im[mode].lower(im["init"](), *args).compile()
+        compile_s[name] = time.perf_counter() - t0
+        sizes[name] = _hlo_size(compiled[name].as_text())
+
+    def run(name):
+        im, f = impls[name], compiled[name]
+        st = im["init"]()
+        jax.block_until_ready(st)
+        t0 = time.perf_counter()
+        if mode == "step":
+            for i in range(steps):
+                st, _ = f(st, *im["step_args"](i))
+        else:
+            st, _ = f(st, *im["scan_args"])
+        jax.block_until_ready(st)
+        return (time.perf_counter() - t0) / steps
+
+    for name in impls:  # warm-up run (first-call allocations)
+        run(name)
+    times = {name: [] for name in impls}
+    for r in range(repeats):
+        order = list(impls) if r % 2 == 0 else list(reversed(list(impls)))
+        for name in order:
+            times[name].append(run(name))
+    return times, compile_s, sizes
+
+
+def _hlo_size(text):
+    """(top-level ops of the entry computation, all HLO instructions): a load-independent size of the step."""
+    entry = re.search(r"ENTRY.*?\n\}", text, re.S).group(0)
+    op = r"= [^ ]+(?:\{[^}]*\})? [a-z\-]+\("
+    return len(re.findall(op, entry)), len(re.findall(op, text))
+
+
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    batches = [128, 512] if args.quick else [64, 256, 1024]
-    repeats, steps = (3, 20) if args.quick else (7, 50)
+    batches = [64, 256] if args.quick else [64, 256, 1024]
+    repeats, steps = (5, 20) if args.quick else (11, 40)
     data = digits_binary()
     key = jax.random.key(0)
-    theta0, phi0 = vae_init(key)
     rows = []
     for b in batches:
-        x = data[:b]
-        # ulam
-        opt = optax.adam(1e-3)
-        obj = vi.elbo(log_joint, guide)
-        ustep = jax.jit(vi.make_step(obj, opt))
-        uparams = (theta0, phi0)
-        ustate = opt.init(uparams)
-        # numpyro
-        model, q = numpyro_pair(theta0, phi0)
-        svis = {name: SVI(model, q, numpyro.optim.Adam(1e-3), loss()) for name, loss in
-                (("Trace_ELBO", Trace_ELBO), ("TraceGraph_ELBO", TraceGraph_ELBO))}
-        nstates = {name: s.init(key, x) for name, s in svis.items()}
-        nsteps = {name: jax.jit(s.update) for name, s in svis.items()}
-
-        step_keys = list(jax.random.split(key, steps))  # made before timing: no eager key ops in the loop
-
-        def run_ulam(n, p=uparams, s=ustate):
-            for i in range(n):
-                p, s, v = ustep(p, s, step_keys[i], x)
-            jax.block_until_ready(p)
-
-        def run_np(name, n):
-            st = nstates[name]
-            for _ in range(n):
-                st, loss = nsteps[name](st, x)
-            jax.block_until_ready(loss)
-
-        compile_s = {}
-        t0 = time.perf_counter(); run_ulam(1); compile_s["ulam"] = time.perf_counter() - t0  # noqa: E702
-        for name in svis:
-            t0 = time.perf_counter(); run_np(name, 1); compile_s[name] = time.perf_counter() - t0  # noqa: E702
-        times = {k: [] for k in compile_s}
-        for r in range(repeats):
-            t0 = time.perf_counter(); run_ulam(steps); times["ulam"].append((time.perf_counter() - t0) / steps)  # noqa: E702
-            for name in svis:
-                t0 = time.perf_counter(); run_np(name, steps); times[name].append((time.perf_counter() - t0) / steps)  # noqa: E702
-        mins = {k: min(v) * 1e3 for k, v in times.items()}
-        meds = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-        rows.append((b, mins, meds, compile_s))
-        print(f"batch {b}: " + ", ".join(f"{k} {mins[k]:.3f} ms" for k in mins), flush=True)
+        impls = build(b, data, key, steps)
+        for mode in ("step", "scan"):
+            times, comp, sizes = time_mode(impls, mode, steps, repeats)
+            mins = {k: min(v) * 1e3 for k, v in times.items()}
+            meds = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+            rows.append((b, mode, mins, meds, comp, sizes))
+            print(f"batch {b} {mode}: " + ", ".join(f"{k} {mins[k]:.3f}/{meds[k]:.3f} ms" for k in mins), flush=True)
 
     lines = [
         "# ulam.vi vs NumPyro SVI — VAE ELBO training step",
@@ -126,29 +189,40 @@ def main():
         f".venv/bin/python benchmarks/vi.py{' --quick' if args.quick else ''}`",
         "",
         f"Versions: python {platform.python_version()}, jax {jax.__version__}, numpyro {numpyro.__version__}, "
-        f"optax {optax.__version__}; CPU, one XLA thread. The machine was shared with other jobs while this ran, "
-        "so absolute times are noisy; the three implementations were timed alternately, so ratios are comparable.",
+        f"optax {optax.__version__}; CPU, one XLA thread. The 2-core machine was shared with other jobs while "
+        "this ran (load average well above 2), so absolute times are noisy; repeats alternate between the "
+        "implementations so load changes hit all of them, and the min is the least-disturbed run.",
         "",
-        "Same VAE (10-d latent, 64-128-64 tanh networks, Bernoulli likelihood), same initial parameters, same data "
-        "(sklearn digits binarised), Adam(1e-3), one reparameterised draw per row. Time per jitted step "
-        f"({steps} steps per repeat, {repeats} alternating repeats).",
+        "Same VAE (10-d latent, 64-128-64 tanh networks, Bernoulli likelihood), same parameter pytree and initial "
+        "values, same data (sklearn digits binarised), the same optimizer `optax.adam(1e-3)` on both sides "
+        "(NumPyro via `optax_to_numpyro`), one reparameterised draw per row. `step`: one jitted call per step "
+        "with parameters and optimizer state donated on every side; `scan`: "
+        f"{steps} steps inside one jitted `lax.scan` (as `ulam.vi.fit` and `SVI.run` train). Time per step over "
+        f"{steps} steps per repeat, {repeats} alternating repeats; compile time (`lower().compile()`) separate. "
+        "The last column counts the optimised HLO of each compiled step (top-level ops of the entry computation / "
+        "all instructions), a load-independent measure of the work per step; Trace_ELBO and TraceGraph_ELBO compile "
+        "to the same program here (reparameterised guide), so the spread between their timings shows the noise.",
         "",
-        "| batch | ulam ms (min / median) | NumPyro Trace_ELBO ms | NumPyro TraceGraph_ELBO ms | ulam / Trace_ELBO | "
-        "ulam / TraceGraph_ELBO | compile s (ulam / Trace / TraceGraph) |",
-        "|---|---|---|---|---|---|---|",
+        "| batch | mode | ulam ms (min / median) | Trace_ELBO ms | TraceGraph_ELBO ms | ulam / Trace_ELBO "
+        "(min / median) | ulam / TraceGraph_ELBO (min / median) | compile s (ulam / Trace / TraceGraph) | "
+        "compiled size: entry ops / all HLO ops (ulam; NumPyro Trace) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for b, mins, meds, comp in rows:
+    for b, mode, mins, meds, comp, sizes in rows:
         lines.append(
-            f"| {b} | {mins['ulam']:.3f} / {meds['ulam']:.3f} | {mins['Trace_ELBO']:.3f} / {meds['Trace_ELBO']:.3f} | "
-            f"{mins['TraceGraph_ELBO']:.3f} / {meds['TraceGraph_ELBO']:.3f} | {mins['ulam'] / mins['Trace_ELBO']:.3f} | "
-            f"{mins['ulam'] / mins['TraceGraph_ELBO']:.3f} | {comp['ulam']:.2f} / {comp['Trace_ELBO']:.2f} / "
-            f"{comp['TraceGraph_ELBO']:.2f} |"
+            f"| {b} | {mode} | {mins['ulam']:.3f} / {meds['ulam']:.3f} | {mins['Trace_ELBO']:.3f} / "
+            f"{meds['Trace_ELBO']:.3f} | {mins['TraceGraph_ELBO']:.3f} / {meds['TraceGraph_ELBO']:.3f} | "
+            f"{mins['ulam'] / mins['Trace_ELBO']:.3f} / {meds['ulam'] / meds['Trace_ELBO']:.3f} | "
+            f"{mins['ulam'] / mins['TraceGraph_ELBO']:.3f} / {meds['ulam'] / meds['TraceGraph_ELBO']:.3f} | "
+            f"{comp['ulam']:.2f} / {comp['Trace_ELBO']:.2f} / {comp['TraceGraph_ELBO']:.2f} | "
+            f"{sizes['ulam'][0]} / {sizes['ulam'][1]}; {sizes['Trace_ELBO'][0]} / {sizes['Trace_ELBO'][1]} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "vi.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    if not args.quick:
+        out.write_text(text)
     return 0
 
 

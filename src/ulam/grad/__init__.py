@@ -10,7 +10,7 @@ Single-choice estimators (survey: Mohamed, Rosca, Figurnov & Mnih, JMLR 2020):
   ``score_function_gradient`` (baselines: constant, ``ema_baseline``, ``'leave_one_out'``, ``'optimal'``),
   ``pathwise_gradient``, ``implicit_pathwise_gradient``, ``measure_valued_gradient``,
   ``enumeration_gradient``, ``gumbel_softmax_gradient``, ``arm_gradient``, ``disarm_gradient``,
-  ``arsm_gradient`` (categorical ARM),
+  ``arsm_gradient`` (categorical ARM), ``categorical_disarm_gradient`` (stick-breaking DisARM),
   ``relax_gradient``, ``rebar_gradient``.
 Stochastic binary neurons (Bengio, Léonard & Courville 2013): ``binary_neuron_reinforce_gradient``,
   ``decomposition_gradient``/``stochastic_times_smooth``, ``noise_injection_gradient``/``noisy_rectifier``,
@@ -21,6 +21,7 @@ Programs with a strategy per random choice (ADEV / genjax.vi): ``program_gradien
 """
 
 from ulam.grad.arm import arm_gradient, arsm_gradient, disarm_gradient
+from ulam.grad.categorical_disarm import categorical_disarm_gradient, stick_breaking_logits
 from ulam.grad.enumeration import enumeration_gradient, support_values
 from ulam.grad.measure_valued import measure_valued_gradient
 from ulam.grad.pathwise import IMPLICIT_FAMILIES, implicit_pathwise_gradient, pathwise_gradient
@@ -74,5 +75,5 @@ from ulam.grad.stochastic_neurons import (
     straight_through_gradient,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("arm", "enumeration", "measure_valued",
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("arm", "categorical_disarm", "enumeration", "measure_valued",
            "pathwise", "program", "relax", "relaxed", "score_function", "stochastic_neurons")]

@@ -84,7 +84,7 @@ def enumeration_gradient(
 
     def expectation(th):
         dd = distribution(th)
-        logp = jax.vmap(lambda x: jnp.sum(dd.log_prob(x)))(grid)
+        logp = jax.vmap(lambda x: jnp.sum(C.log_prob(dd, x)))(grid)
         fv = jax.vmap(lambda x: C.scalar_value(f, x, th))(grid)
         return jnp.sum(jnp.exp(logp) * fv)
 

@@ -217,11 +217,11 @@ class _Tracer:
             return d.rsample(k) if hasattr(d, "rsample") else d.sample(k)
         if kind == "reinforce":
             x = jax.lax.stop_gradient(d.sample(k))
-            self.reinforce_logp[name] = jnp.sum(d.log_prob(x))
+            self.reinforce_logp[name] = jnp.sum(C.log_prob(d, x))
             return x
         if kind == "enum":
             x = self.forced[name].reshape(site.batch).astype(site.dtype)
-            self.log_weight = self.log_weight + jnp.sum(d.log_prob(x))
+            self.log_weight = self.log_weight + jnp.sum(C.log_prob(d, x))
             return x
         # mvd: the sampled value, with at most one coordinate forced in this branch
         x = jax.lax.stop_gradient(d.sample(k))
@@ -230,7 +230,7 @@ class _Tracer:
         flat = jnp.where(jnp.arange(flat.size) == coord, value.astype(flat.dtype), flat)
         x = flat.reshape(jnp.shape(x))
         sup = jnp.asarray(site.support, dtype=site.dtype)
-        per_value = jax.vmap(lambda v: jnp.ravel(jnp.broadcast_to(jnp.exp(d.log_prob(v)), site.batch)))(sup)
+        per_value = jax.vmap(lambda v: jnp.ravel(jnp.broadcast_to(jnp.exp(C.log_prob(d, v)), site.batch)))(sup)
         self.mvd_probs[name] = per_value  # (S, K)
         return x
 
@@ -401,7 +401,7 @@ def program_surrogate(program: Callable, params, key: jax.Array, num_samples: in
         raise ValueError("num_samples: a leave-one-out baseline needs at least 2 particles")
     if n == 1 and not _needs_values(plan):
         # one particle: no vmap, so batched model code keeps its plain (unbatched) matmuls
-        surr, value = _surrogate_of(plan, _particle(program, plan, params, jax.random.split(key, 1)[0]), {})
+        surr, value = _surrogate_of(plan, _particle(program, plan, params, key), {})
         return surr, C.stop(value)
     keys = jax.random.split(key, n)
     outs = jax.vmap(lambda k: _particle(program, plan, params, k))(keys)

@@ -1,4 +1,4 @@
-r"""REBAR and RELAX: unbiased gradients for binary variables with a learned control variate.
+r"""REBAR and RELAX: unbiased gradients for binary (and, for RELAX, categorical) variables with a learned control.
 
 With :math:`z = \phi + \log u - \log(1-u)`, :math:`b = H(z)` (so :math:`b\sim\mathrm{Bern}(\sigma(\phi))`)
 and :math:`\tilde z \sim p(z\mid b)` reparameterized by a second uniform,
@@ -10,6 +10,10 @@ is unbiased for any differentiable control :math:`c` (RELAX, Grathwohl et al., I
 (Tucker et al., NeurIPS 2017) is the choice :math:`c(z) = \eta\, f(\sigma(z/\lambda))`. The control's
 parameters are trained to minimise the estimator's variance, :math:`\nabla_\psi E[\hat g^2]`,
 which this module returns in ``info['control_params_grad']``.
+
+Categorical variables (RELAX): :math:`z = \log p + \text{Gumbel}`, :math:`b = \arg\max z`, and
+:math:`\tilde z\sim p(z\mid b)` by the conditional Gumbel of Grathwohl et al. (2018, App. C); the
+control sees the ``C`` relaxed logits of every coordinate.
 """
 
 from __future__ import annotations
@@ -70,8 +74,10 @@ def relax_gradient(
     C.check_params(params)
     C.check_params(control_params, "control_params")
     d = C.make_distribution(distribution, params)
+    if type(d).__name__.startswith("Categorical"):
+        return _relax_categorical(f, distribution, d, params, key, n, control, control_params)
     if not type(d).__name__.startswith("Bernoulli"):
-        raise TypeError(f"distribution: REBAR/RELAX need a Bernoulli distribution, got {type(d).__name__}")
+        raise TypeError(f"distribution: RELAX needs a Bernoulli or Categorical distribution, got {type(d).__name__}")
     dtype = jax.eval_shape(lambda k: d.sample(k), key).dtype
     logits_of = lambda th: C.broadcast(distribution(th).logits, distribution(th).batch_shape)  # noqa: E731
     keys = jax.random.split(key, n)
@@ -96,6 +102,59 @@ def relax_gradient(
                 + control(lg + noise, psi)
                 - control(_conditional_logistic(lg, b, v), psi)
                 + C.scalar_value(f, b, th)
+            )
+
+        return fb, jax.grad(surrogate)(params)
+
+    def variance_proxy(psi):
+        vals, terms = jax.vmap(lambda k: ghat(k, psi))(keys)
+        sq = sum(jnp.sum(t**2) for t in jax.tree_util.tree_leaves(terms)) / n
+        return sq, (vals, terms)
+
+    (_, (vals, terms)), psi_grad = jax.value_and_grad(variance_proxy, has_aux=True)(control_params)
+    return C.estimate_from_terms(terms, vals, info={"control_params_grad": psi_grad})
+
+
+def _conditional_gumbel(log_probs, b, v):
+    r"""z ~ p(z | argmax z = b) for z = log p + Gumbel, reparameterized by v ~ U(0,1)^C (normalised log p).
+
+    Grathwohl et al. (2018), App. C: :math:`\tilde z_b = -\log(-\log v_b)` and, for
+    :math:`i\ne b`, :math:`\tilde z_i = -\log\big(-\log v_i / p_i - \log v_b\big)`.
+    """
+    v = jnp.clip(v, 1e-7, 1.0 - 1e-7)
+    num_cat = log_probs.shape[-1]
+    onehot = jax.nn.one_hot(b, num_cat, dtype=log_probs.dtype)
+    log_vb = jnp.sum(onehot * jnp.log(v), axis=-1, keepdims=True)
+    z_top = -jnp.log(-log_vb)
+    z_other = -jnp.log(-jnp.log(v) * jnp.exp(-log_probs) - log_vb)
+    return jnp.where(onehot > 0, z_top, z_other)
+
+
+def _relax_categorical(f, distribution, d, params, key, n, control, control_params):
+    """RELAX for independent categoricals: Gumbel-max sample, conditional Gumbel for the control."""
+    dtype = jax.eval_shape(lambda k: d.sample(k), key).dtype
+    log_probs_of = lambda th: jax.nn.log_softmax(jnp.asarray(distribution(th).logits), axis=-1)  # noqa: E731
+    keys = jax.random.split(key, n)
+
+    def ghat(k, psi):
+        ku, kv = jax.random.split(k)
+        lp0 = C.stop(log_probs_of(params))
+        u = jnp.clip(jax.random.uniform(ku, lp0.shape), 1e-7, 1.0 - 1e-7)
+        gumbel = -jnp.log(-jnp.log(u))
+        b = C.stop(jnp.argmax(lp0 + gumbel, axis=-1))
+        v = jax.random.uniform(kv, lp0.shape)
+        bz = b.astype(dtype)
+        fb = C.scalar_value(f, bz, C.stop(params))
+        coeff = fb - control(_conditional_gumbel(lp0, b, v), psi)
+
+        def surrogate(th):
+            lp = log_probs_of(th)
+            logp = jnp.sum(jnp.take_along_axis(lp, b[..., None], axis=-1))
+            return (
+                coeff * logp
+                + control(lp + gumbel, psi)
+                - control(_conditional_gumbel(lp, b, v), psi)
+                + C.scalar_value(f, bz, th)
             )
 
         return fb, jax.grad(surrogate)(params)
@@ -145,5 +204,11 @@ def rebar_gradient(
     """
     if not temperature > 0:
         raise ValueError(f"temperature: must be positive, got {temperature}")
+    d = C.make_distribution(distribution, params)
+    if not type(d).__name__.startswith("Bernoulli"):
+        raise TypeError(
+            f"distribution: REBAR's control evaluates f at relaxed binary values and needs a Bernoulli, got "
+            f"{type(d).__name__}; for categoricals use relax_gradient with a control on the Gumbel logits"
+        )
     psi = {"eta": jnp.asarray(eta, jnp.float32), "log_temperature": jnp.log(jnp.asarray(temperature, jnp.float32))}
     return relax_gradient(f, distribution, params, key, num_samples, control=rebar_control(f, params), control_params=psi)

@@ -33,7 +33,7 @@ def _per_sample_pieces(f, distribution, params, xs):
     """Per-sample f value, score grad log p(x) and direct grad of f in params (vmapped)."""
 
     def one(x):
-        score = jax.grad(lambda th: jnp.sum(C.make_distribution(distribution, th).log_prob(x)))(params)
+        score = jax.grad(lambda th: jnp.sum(C.log_prob(C.make_distribution(distribution, th), x)))(params)
         val, direct = jax.value_and_grad(lambda th: C.scalar_value(f, x, th))(params)
         return val, score, direct
 

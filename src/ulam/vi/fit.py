@@ -28,22 +28,29 @@ def make_step(objective: Objective, optimizer, num_samples: int = 1, batch_size:
     The gradient is the mean of ``num_samples`` independent surrogate gradients; with
     ``batch_size`` every step uses a random minibatch of rows of each data array and rescales the
     objective by ``num_rows / batch_size`` (an unbiased minibatch estimate).
+
+    Jit it with the parameters and optimizer state donated,
+    ``jax.jit(step, donate_argnums=(0, 1))``, so that XLA updates them in place instead of
+    allocating and copying a new state every step (10-20% of a small VAE step on CPU);
+    :func:`fit` runs the step inside ``lax.scan``, which needs no donation.
     """
 
     def step(params, opt_state, key, *data):
-        kb, ks = jax.random.split(key)
+        # no key splitting that the step does not use: each split is a serial threefry hash
+        ks = key
         if batch_size is not None:
+            kb, ks = jax.random.split(key)
             num_rows = data[0].shape[0]
             idx = jax.random.choice(kb, num_rows, (batch_size,), replace=False)
             data = tuple(jnp.take(x, idx, axis=0) for x in data)
             scale = num_rows / batch_size
         else:
             scale = 1.0
-        keys = jax.random.split(ks, num_samples)
+        keys = jax.random.split(ks, num_samples) if num_samples > 1 else None
 
         def loss(p):
             if num_samples == 1:  # no vmap: batched model code keeps its plain matmuls
-                s, v = objective.surrogate(p, keys[0], *data)
+                s, v = objective.surrogate(p, ks, *data)
             else:
                 s, v = jax.vmap(lambda k: objective.surrogate(p, k, *data))(keys)
             return -scale * jnp.mean(s), scale * jnp.mean(v)

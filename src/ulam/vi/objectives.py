@@ -93,7 +93,7 @@ def log_mean_exp(x, axis=0):
 
 
 def _sum_lp(d, z, lead: int = 0):
-    lp = d.log_prob(z)
+    lp = C.log_prob(d, z)  # numpyro's Bernoulli-logits log_prob has a wrong gradient at logits 0
     return jnp.sum(lp, axis=tuple(range(lead, jnp.ndim(lp))))
 
 
