@@ -2,7 +2,7 @@ r"""Backward kernels and forward-filtering backward-smoothing (FFBS).
 
 The backward kernel of a filter at time :math:`t` draws an index
 :math:`J` with :math:`P(J = j\mid x_{t+1}) \propto W_t^j\, m(x_t^j, x_{t+1})`
-(Godsill, Doucet & West 2004). Two exact samplers:
+(Godsill, Doucet & West 2004). Samplers:
 
 * ``"exact"``: evaluate all :math:`N` terms, :math:`O(N)` per draw
   (:math:`O(N^2)` per step for :math:`N` draws), memory-bounded by chunking;
@@ -11,9 +11,25 @@ The backward kernel of a filter at time :math:`t` draws an index
   model's ``transition_log_bound`` (Douc, Garivier, Moulines & Olsson 2011),
   :math:`O(1)` expected per draw when the bound is reasonably tight. After
   ``max_trials`` rejected proposals the remaining draws fall back to the exact
-  sampler (the hybrid of Dau & Chopin 2022), so the law is exact either way.
+  sampler, so the law is exact either way, but the cost can approach :math:`O(N^2)`
+  when the bound is loose (Dau & Chopin 2023 show the expected cost can even be infinite);
+* ``"mcmc"``: the independent Metropolis–Hastings backward kernel of Dau &
+  Chopin (2023, *On backward smoothing algorithms*, Ann. Statist. 51): a chain
+  on the index started at a ``start`` index (the target particle's own
+  ancestor), proposals :math:`J'\sim W_t`, accepted with probability
+  :math:`\min\{1, m(x_t^{J'}, x_{t+1})/m(x_t^{J}, x_{t+1})\}`. Each move leaves
+  the backward kernel invariant, so when the start is itself a draw from the
+  backward kernel — true for the ancestor :math:`A^i` of :math:`x_{t+1}^i` in a
+  bootstrap filter that resampled (multinomially or with any unbiased scheme)
+  before moving, since :math:`(A^i, X^i_{t+1})\sim W^j m(x^j, \cdot)` — every
+  draw has the exact backward law. Cost :math:`O(k)` per draw for ``k`` steps,
+  no bound needed, no :math:`O(N^2)` path. Draws are correlated with the ancestor.
+* ``"hybrid"``: a few rejection proposals first (exact, independent draws), then
+  the MH chain from the start for the draws still pending: :math:`O(k +
+  \text{trials})` per draw, never :math:`O(N)`.
 
-``"auto"`` picks rejection when the model has a bound, else exact.
+``"auto"`` picks exact below 256 particles, else rejection when the model has a bound, else exact;
+:func:`ulam.smc.paris` upgrades it to ``"hybrid"``/``"mcmc"`` where the ancestors are valid starts.
 
 Example:
   >>> import jax
@@ -66,7 +82,9 @@ def _exact(key, ssm, log_w, x_prev, targets):
         idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
         return jnp.minimum(idx, n - 1).astype(jnp.int32)
 
-    return lax.map(one, (uniforms, targets), batch_size=min(m, _EXACT_CHUNK))
+    if m <= _EXACT_CHUNK:
+        return jax.vmap(one)((uniforms, targets))  # small: one dense (M, N) pass, no loop to compile
+    return lax.map(one, (uniforms, targets), batch_size=_EXACT_CHUNK)
 
 
 def _nan_to_neg_inf(v):
@@ -134,6 +152,55 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
     return out
 
 
+def _weights_cdf(log_w):
+    cdf = jnp.cumsum(jax.nn.softmax(log_w))
+    return cdf.at[-1].set(jnp.inf)
+
+
+def _draw_from_cdf(key, cdf, size):
+    n = cdf.shape[0]
+    idx = jnp.searchsorted(cdf, jax.random.uniform(key, (size,)), side="right").astype(jnp.int32)
+    return jnp.minimum(idx, n - 1)
+
+
+def _independent_mh(key, ssm, cdf, x_prev, targets, start, num_steps):
+    """``num_steps`` independent-MH moves per lane from ``start`` (Dau & Chopin 2023), proposals ~ W."""
+    m = start.shape[0]
+    cur = start.astype(jnp.int32)
+    log_cur = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, cur), targets))
+    for k in jax.random.split(key, num_steps):  # small static k: unrolled, no loop overhead
+        k1, k2 = jax.random.split(k)
+        proposal = _draw_from_cdf(k1, cdf, m)
+        log_prop = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets))
+        # Independent MH with proposal W: the W factors cancel, leaving m(x^J', x)/m(x^J, x).
+        # A start of zero density (-inf) accepts any finite proposal (inf > log u).
+        accept = jnp.log(jax.random.uniform(k2, (m,))) < log_prop - log_cur
+        cur = jnp.where(accept, proposal, cur)
+        log_cur = jnp.where(accept, log_prop, log_cur)
+    return cur
+
+
+def _hybrid(key, ssm, log_w, x_prev, targets, start, trials, num_steps):
+    """Up to ``trials`` rejection proposals per lane, then MH from ``start`` for the lanes still pending."""
+    bound = ssm.transition_log_bound
+    m = start.shape[0]
+    cdf = _weights_cdf(log_w)
+    k_rej, k_mh = jax.random.split(key)
+    out = jnp.zeros((m,), jnp.int32)
+    done = jnp.zeros((m,), bool)
+    for k in jax.random.split(k_rej, trials):
+        k1, k2 = jax.random.split(k)
+        proposal = _draw_from_cdf(k1, cdf, m)
+        log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets)) - bound
+        new = ~done & (jnp.log(jax.random.uniform(k2, (m,))) < log_accept)
+        out = jnp.where(new, proposal, out)
+        done = done | new
+    # The rejection outcome is independent of the start given the target, so a pending
+    # lane's start is still a backward-kernel draw and the MH chain keeps that law.
+    mh = _independent_mh(k_mh, ssm, cdf, x_prev, targets, start, num_steps)
+    return jnp.where(done, out, mh)
+
+
 def _fallback_size(m, fallback_chunk):
     # At most ~16 exact passes even when most proposals were rejected.
     return max(fallback_chunk, -(-m // 16))
@@ -149,6 +216,9 @@ def backward_indices(
     method: str = "auto",
     max_trials: int = 32,
     fallback_chunk: int = 64,
+    start=None,
+    num_mcmc_steps: int = 2,
+    hybrid_trials: int = 2,
 ):
     r"""Draw one index per target from the backward kernel :math:`\propto W^j m(x^j, \text{target})`.
 
@@ -158,9 +228,13 @@ def backward_indices(
       log_weights: ``(N,)`` filtering log-weights at time t.
       particles: particles at time t (leading axis N).
       targets: particles at time t+1 (leading axis M), one draw each.
-      method: ``"exact"``, ``"rejection"`` or ``"auto"``.
-      max_trials: rejection proposals per draw before the exact fallback.
+      method: ``"exact"``, ``"rejection"``, ``"mcmc"``, ``"hybrid"`` or ``"auto"`` (module doc).
+      max_trials: rejection proposals per draw before the exact fallback (``"rejection"``).
       fallback_chunk: how many leftover draws the exact fallback handles per pass.
+      start: ``(M,)`` indices where the MH chains start (``"mcmc"``/``"hybrid"``): each
+        should be a draw from the backward kernel, e.g. the target's ancestor.
+      num_mcmc_steps: MH moves per draw (``"mcmc"``/``"hybrid"``).
+      hybrid_trials: rejection proposals per draw before MH (``"hybrid"``).
 
     Returns:
       ``(M,)`` int32 indices into ``particles``.
@@ -168,19 +242,31 @@ def backward_indices(
     method = _resolve(ssm, method, log_weights.shape[0])
     if method == "exact":
         return _exact(key, ssm, log_weights, particles, targets)
+    if method in ("mcmc", "hybrid"):
+        m = jax.tree_util.tree_leaves(targets)[0].shape[0]
+        if start is None or jnp.shape(start) != (m,):
+            raise ValueError(
+                f"start: method={method!r} needs one start index per target, shape ({m},) (e.g. the targets' "
+                f"ancestors); got {None if start is None else jnp.shape(start)}"
+            )
+        if not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
+            raise ValueError(f"num_mcmc_steps: expected an int >= 1, got {num_mcmc_steps!r}")
+        if method == "mcmc":
+            return _independent_mh(key, ssm, _weights_cdf(log_weights), particles, targets, start, num_mcmc_steps)
+        return _hybrid(key, ssm, log_weights, particles, targets, start, hybrid_trials, num_mcmc_steps)
     return _rejection(key, ssm, log_weights, particles, targets, max_trials, fallback_chunk)
 
 
 def _resolve(ssm, method, num_particles=None):
     num_particles = _AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
-    if method not in ("auto", "exact", "rejection"):
-        raise ValueError(f"method: expected 'auto', 'exact' or 'rejection', got {method!r}")
+    if method not in ("auto", "exact", "rejection", "mcmc", "hybrid"):
+        raise ValueError(f"method: expected 'auto', 'exact', 'rejection', 'mcmc' or 'hybrid', got {method!r}")
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: backward sampling needs the transition density")
-    if method == "rejection" and ssm.transition_log_bound is None:
+    if method in ("rejection", "hybrid") and ssm.transition_log_bound is None:
         raise ValueError(
-            "method='rejection' needs ssm.transition_log_bound, an upper bound of log m(x, x'); "
-            "give one or use method='exact'"
+            f"method={method!r} needs ssm.transition_log_bound, an upper bound of log m(x, x'); "
+            "give one or use method='exact' or 'mcmc'"
         )
     if method == "auto":
         return "rejection" if ssm.transition_log_bound is not None and num_particles > _AUTO_EXACT_BELOW else "exact"
@@ -188,33 +274,47 @@ def _resolve(ssm, method, num_particles=None):
 
 
 def backward_sample(
-    key, ssm: StateSpaceModel, history: ParticleHistory, num_trajectories: int, *, method: str = "auto", max_trials: int = 32
+    key,
+    ssm: StateSpaceModel,
+    history: ParticleHistory,
+    num_trajectories: int,
+    *,
+    method: str = "auto",
+    max_trials: int = 32,
+    num_mcmc_steps: int = 2,
 ):
     r"""Forward-filtering backward-sampling: ``num_trajectories`` draws of :math:`X_{0:T-1}` given the filter.
 
     :math:`B_{T-1}\sim W_{T-1}`, then :math:`B_t \sim W_t^j m(x_t^j, x_{t+1}^{B_{t+1}})`
     backwards (Godsill, Doucet & West 2004). ``method="exact"`` costs
-    :math:`O(MN)` per step; ``"rejection"`` :math:`O(M)` expected (see module doc).
+    :math:`O(MN)` per step; ``"rejection"`` :math:`O(M)` expected; ``"mcmc"``/``"hybrid"``
+    start each chain at the genealogical ancestor :math:`A_{t+1}^{B_{t+1}}` (Dau & Chopin
+    2023), exact in law for a bootstrap filter that resampled at every step
+    (``ess_threshold=1``), a few MH moves from a slightly-off start otherwise (see module doc).
     Returns a pytree with leaves ``(num_trajectories, T, ...)``.
     """
     if not isinstance(num_trajectories, int) or num_trajectories < 1:
         raise ValueError(f"num_trajectories: expected a positive int, got {num_trajectories!r}")
     method = _resolve(ssm, method, history.log_weights.shape[1])
-    xs, lws = history.particles, history.log_weights
+    xs, lws, ancestors = history.particles, history.log_weights, history.ancestors
     num_steps = lws.shape[0]
     k_last, k_rest = jax.random.split(key)
     last = jax.random.categorical(k_last, lws[-1], shape=(num_trajectories,)).astype(jnp.int32)
     x_last = _take(_at(xs, num_steps - 1), last)
 
-    def step(x_next, inputs):
+    def step(carry, inputs):
+        x_next, b_next = carry
         k, t = inputs
         x_t, lw_t = _at(xs, t), lws[t]
-        idx = backward_indices(k, ssm, lw_t, x_t, x_next, method=method, max_trials=max_trials)
+        idx = backward_indices(
+            k, ssm, lw_t, x_t, x_next, method=method, max_trials=max_trials,
+            start=ancestors[t + 1][b_next], num_mcmc_steps=num_mcmc_steps,
+        )
         x_new = _take(x_t, idx)
-        return x_new, x_new
+        return (x_new, idx), x_new
 
     ts = jnp.arange(num_steps - 2, -1, -1)
-    _, path = lax.scan(step, x_last, (jax.random.split(k_rest, num_steps - 1), ts))
+    _, path = lax.scan(step, (x_last, last), (jax.random.split(k_rest, num_steps - 1), ts))
     # path is reversed in time (T-2 .. 0); put time on axis 1.
     full = jax.tree_util.tree_map(lambda p, l: jnp.concatenate([p[::-1], l[None]], 0), path, x_last)
     return jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), full)

@@ -54,7 +54,7 @@ from jax import lax
 from jax.scipy.special import logsumexp
 
 from ulam.estimate import Estimate
-from ulam.smc.resampling import effective_sample_size, get_resampler
+from ulam.smc.resampling import get_resampler, resampler_from_weights
 
 __all__ = [
     "run_filter",
@@ -63,6 +63,9 @@ __all__ = [
     "check_filter_result",
     "raise_if_degenerate",
     "weighted_mean_and_se",
+    "propagate",
+    "Propagated",
+    "normalize",
 ]
 
 
@@ -71,7 +74,7 @@ class ParticleHistory(NamedTuple):
 
     Attributes:
       particles: ``(T, N, ...)`` particle positions :math:`x_t^i`.
-      log_weights: ``(T, N)`` unnormalized filtering log-weights at each time.
+      log_weights: ``(T, N)`` normalized filtering log-weights :math:`\\log W_t^i` at each time.
       ancestors: ``(T, N)``: ``ancestors[t, i]`` is the index at time ``t-1`` of
         the parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
     """
@@ -118,21 +121,7 @@ def weighted_mean_and_se(log_weights, values, groups):
     :math:`\widehat{\mathrm{se}}^2 = \sum_e (\sum_{i:\,g_i = e} W^i(\varphi^i-\bar\varphi))^2`
     (Chan & Lai 2013; Olsson & Douc 2019). ``values`` is a pytree with leading axis ``N``.
     """
-    w = jax.nn.softmax(log_weights)
-    n = w.shape[0]
-
-    def one(v):
-        v = v.astype(w.dtype)
-        wb = w.reshape((n,) + (1,) * (v.ndim - 1))
-        mean = jnp.sum(wb * v, axis=0)
-        contrib = wb * (v - mean)
-        per_group = jax.ops.segment_sum(contrib, groups, num_segments=n)
-        return mean, jnp.sqrt(jnp.sum(per_group**2, axis=0))
-
-    pairs = jax.tree_util.tree_map(one, values)
-    mean = jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=lambda p: isinstance(p, tuple))
-    se = jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=lambda p: isinstance(p, tuple))
-    return mean, se
+    return _weighted_mean_and_se_w(jax.nn.softmax(log_weights), values, groups)
 
 
 def _lee_whiteley(log_weights, eve, num_resampling, n):
@@ -146,71 +135,139 @@ def _lee_whiteley(log_weights, eve, num_resampling, n):
     return jnp.sqrt(log_var), relative_variance
 
 
-def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag):
+class Propagated(NamedTuple):
+    """One SMC step's result (:func:`propagate`)."""
+
+    ancestors: jax.Array  # (N,) parent index at t-1 of each particle
+    resampled: jax.Array  # () whether this step resampled
+    previous: Any  # x_{t-1}^{A^i}, the parents
+    particles: Any  # x_t^i
+    log_weights: jax.Array  # (N,) normalized log-weights log W_t^i
+    weights: jax.Array  # (N,) W_t^i
+    log_increment: jax.Array  # () log p_hat(y_t | y_{0:t-1}); -inf when every weight is zero
+    all_zero: jax.Array  # () every log-potential was -inf/NaN
+
+
+def normalize(log_weights) -> tuple:
+    """``(log W, W, log sum exp)`` with one exponential pass; all ``-inf`` gives uniform weights and ``-inf``."""
+    n = log_weights.shape[0]
+    top = jnp.max(log_weights)
+    safe_top = jnp.where(jnp.isfinite(top), top, 0.0)
+    e = jnp.exp(log_weights - safe_top)
+    total = jnp.sum(e)
+    bad = ~(total > 0)
+    log_total = jnp.where(bad, -jnp.inf, safe_top + jnp.log(total))
+    w = jnp.where(bad, 1.0 / n, e / jnp.where(bad, 1.0, total))
+    log_w = jnp.where(bad, -math.log(n), log_weights - jnp.where(bad, 0.0, log_total))
+    return log_w, w, log_total
+
+
+def propagate(
+    fk, k_res, k_move, x, log_w, w, y, *, resample, threshold, num_particles, ancestors=None
+) -> Propagated:
+    r"""One step of the generic SMC algorithm (Chopin & Papaspiliopoulos 2020, Alg. 10.1).
+
+    From normalized filtering log-weights ``log_w`` (and ``w = exp(log_w)``): resample
+    when :math:`\mathrm{ESS} < \text{threshold}\cdot N` (with ``resample``, a
+    ``key, weights, num -> ancestors`` function; the auxiliary filter's first-stage
+    weights when the model has ``auxiliary_log_weight``), move with ``fk.transition``,
+    reweight with ``fk.log_potential``. ``ancestors=(a, carried_log_weights)`` forces
+    the ancestors (conditional SMC). Shared by :func:`run_filter` and the PaRIS family.
+    """
     n = num_particles
-    resampler = get_resampler(scheme)
+    dtype = log_w.dtype
+    idx = jnp.arange(n, dtype=jnp.int32)
+    if ancestors is not None:
+        a, carried = ancestors
+        do = jnp.asarray(True)
+    else:
+        aux_fn = getattr(fk, "auxiliary_log_weight", None)
+        if aux_fn is None:
+            probs = w
+        else:
+            score = log_w + aux_fn(x, y)
+            log_p = score - logsumexp(score)
+            probs = jnp.exp(log_p)
+        if threshold >= 1.0:
+            do = jnp.asarray(True)
+            a = resample(k_res, probs, n)
+        else:
+            do = 1.0 < threshold * n * jnp.sum(probs**2)  # ESS = 1 / sum p^2 < threshold * N
+            a = lax.cond(do, lambda: resample(k_res, probs, n), lambda: idx)
+        uniform = jnp.full((n,), -math.log(n), dtype)
+        if aux_fn is None:
+            carried = jnp.where(do, uniform, log_w)
+        else:
+            carried = jnp.where(do, log_w[a] - log_p[a] - math.log(n), log_w)
+    x_prev = _tree_take(x, a)
+    x_new = fk.transition(k_move, x_prev, y)
+    lw_new = carried + _sanitize(fk.log_potential(x_prev, x_new, y))
+    log_w_new, w_new, inc = normalize(lw_new)
+    return Propagated(a, do, x_prev, x_new, log_w_new, w_new, inc, inc == -jnp.inf)
+
+
+def _lag_ancestors(buf, t, lag, idx):
+    """Compose the last ``lag`` ancestor maps (a ring buffer written at ``t % lag``), newest first."""
+    enoch = idx
+    for j in range(lag):
+        enoch = buf[(t - j) % lag][enoch]
+    return enoch
+
+
+def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
+    n = num_particles
+    resample = resampler_from_weights(scheme)
     if mean_fn is not _identity:
         mean_fn = jax.vmap(mean_fn)
     num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
     y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
     rest = jax.tree_util.tree_map(lambda v: v[1:], observations)
     keys = jax.random.split(key, num_steps)
-    k0a, k0b = jax.random.split(keys[0])
-    del k0b
-    x0 = fk.initial(k0a, y0, n)
-    lw0 = _sanitize(fk.initial_log_potential(x0, y0))
-    bad0 = jnp.all(lw0 == -jnp.inf)
-    lw0 = jnp.where(bad0, jnp.zeros_like(lw0), lw0)
-    inc0 = jnp.where(bad0, -jnp.inf, logsumexp(lw0) - math.log(n))
+    x0 = fk.initial(jax.random.split(keys[0])[0], y0, n)
+    lw0_raw = _sanitize(fk.initial_log_potential(x0, y0))
+    lw0, w0, lse0 = normalize(lw0_raw)
+    inc0 = lse0 - math.log(n)
     idx = jnp.arange(n, dtype=jnp.int32)
-    lag_buffer = jnp.tile(idx, (max(lag, 1), 1))
-    mean0, se0 = weighted_mean_and_se(lw0, mean_fn(x0), idx)
-    aux_fn = getattr(fk, "auxiliary_log_weight", None)
+    track_lag = filtering_stderr and lag > 0
+    buf0 = jnp.tile(idx, (lag, 1)) if track_lag else jnp.zeros((0, n), jnp.int32)
     dtype = lw0.dtype
 
+    def mean_and_se(w, x, groups):
+        values = mean_fn(x)
+        if filtering_stderr:
+            return _weighted_mean_and_se_w(w, values, groups)
+        mean = jax.tree_util.tree_map(lambda v: _wmean(w, v), values)
+        return mean, jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), jnp.nan, jnp.result_type(m)), mean)
+
+    mean0, se0 = mean_and_se(w0, x0, idx)
+
     def step(carry, inputs):
-        x, lw, eve, buf, num_res, first_bad = carry
+        x, lw, w, eve, buf, num_res, first_bad = carry
         t, k, y = inputs
         k_res, k_move = jax.random.split(k)
-        log_w_norm = lw - logsumexp(lw)
-        score = log_w_norm if aux_fn is None else log_w_norm + aux_fn(x, y)
-        log_p = score - logsumexp(score)
-        do = (effective_sample_size(score) < threshold * n) | (threshold >= 1.0)
-        a = lax.cond(do, lambda: resampler(k_res, score, n), lambda: idx)
-        if aux_fn is None:
-            carried = jnp.where(do, jnp.full((n,), -math.log(n), dtype), log_w_norm)
+        p = propagate(fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n)
+        first_bad = jnp.where((first_bad < 0) & p.all_zero, t, first_bad)
+        eve = eve[p.ancestors]
+        if track_lag:
+            buf = lax.dynamic_update_index_in_dim(buf, p.ancestors, t % lag, 0)
+            groups = _lag_ancestors(buf, t, lag, idx)
         else:
-            carried = jnp.where(do, log_w_norm[a] - log_p[a] - math.log(n), log_w_norm)
-        x_prev = _tree_take(x, a)
-        x_new = fk.transition(k_move, x_prev, y)
-        lg = _sanitize(fk.log_potential(x_prev, x_new, y))
-        lw_new = carried + lg
-        bad = jnp.all(lw_new == -jnp.inf)
-        inc = jnp.where(bad, -jnp.inf, logsumexp(lw_new))
-        lw_new = jnp.where(bad, jnp.zeros_like(lw_new), lw_new)
-        first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
-        eve = eve[a]
-        if lag > 0:
-            buf = jnp.roll(buf, 1, axis=0).at[0].set(a)
-            enoch = idx
-            for j in range(lag):  # compose the last `lag` ancestor maps, newest first
-                enoch = buf[j][enoch]
-        else:
-            enoch = idx
-        mean, se = weighted_mean_and_se(lw_new, mean_fn(x_new), enoch)
-        out = (mean, se, effective_sample_size(lw_new), do, inc)
+            groups = idx
+        mean, se = mean_and_se(p.weights, p.particles, groups)
+        out = (mean, se, 1.0 / jnp.sum(p.weights**2), p.resampled, p.log_increment)
         if keep_history:
-            out = out + (x_new, lw_new, a)
-        return (x_new, lw_new, eve, buf, num_res + do.astype(jnp.int32), first_bad), out
+            out = out + (p.particles, p.log_weights, p.ancestors)
+        new = (p.particles, p.log_weights, p.weights, eve, buf, num_res + p.resampled.astype(jnp.int32), first_bad)
+        return new, out
 
-    first_bad0 = jnp.where(bad0, 0, -1).astype(jnp.int32)
-    carry0 = (x0, lw0, idx, lag_buffer, jnp.int32(0), first_bad0)
+    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
+    carry0 = (x0, lw0, w0, idx, buf0, jnp.int32(0), first_bad0)
     ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    (x, lw, eve, _, num_res, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
+    (x, lw, _, eve, _, num_res, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
     cat = lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], axis=0)  # noqa: E731
     means = jax.tree_util.tree_map(cat, mean0, outs[0])
     ses = jax.tree_util.tree_map(cat, se0, outs[1])
-    ess = cat(effective_sample_size(lw0), outs[2])
+    ess = cat(1.0 / jnp.sum(w0**2), outs[2])
     resampled = cat(jnp.asarray(False), outs[3])
     incs = cat(inc0, outs[4])
     loglik = jnp.sum(incs)
@@ -229,12 +286,35 @@ def _filter(key, fk, observations, num_particles, scheme, threshold, keep_histor
     return FilterResult(ll, fmean, ess, resampled, incs, x, lw, history)
 
 
+def _wmean(w, v):
+    v = v.astype(w.dtype)
+    return jnp.tensordot(w, v, axes=(0, 0))
+
+
+def _weighted_mean_and_se_w(w, values, groups):
+    n = w.shape[0]
+
+    def one(v):
+        v = v.astype(w.dtype)
+        wb = w.reshape((n,) + (1,) * (v.ndim - 1))
+        mean = jnp.sum(wb * v, axis=0)
+        per_group = jax.ops.segment_sum(wb * (v - mean), groups, num_segments=n)
+        return mean, jnp.sqrt(jnp.sum(per_group**2, axis=0))
+
+    pairs = jax.tree_util.tree_map(one, values)
+    is_pair = lambda p: isinstance(p, tuple)  # noqa: E731
+    return (
+        jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair),
+        jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair),
+    )
+
+
 def _sanitize(lw):
     return jnp.where(jnp.isnan(lw), -jnp.inf, lw)
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted(fk, num_particles, scheme, threshold, keep_history, mean_fn, lag):
+def _jitted(fk, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
     return jax.jit(
         functools.partial(
             _filter,
@@ -245,6 +325,7 @@ def _jitted(fk, num_particles, scheme, threshold, keep_history, mean_fn, lag):
             keep_history=keep_history,
             mean_fn=mean_fn,
             lag=lag,
+            filtering_stderr=filtering_stderr,
         )
     )
 
@@ -286,22 +367,44 @@ def check_inputs(fk, observations, num_particles, threshold=None):
             )
     # The potential must be one number per particle: a y_t of the wrong shape
     # usually broadcasts into a vector here.
-    y0 = jax.tree_util.tree_map(lambda v: jnp.asarray(v)[0], observations)
+    y0 = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(jnp.shape(v)[1:], jnp.result_type(v)), observations)
+    y0_shape = jax.tree_util.tree_map(lambda v: v.shape, y0)
     try:
-        shapes = jax.eval_shape(
-            lambda k, y: fk.initial_log_potential(fk.initial(k, y, num_particles), y), jax.random.key(0), y0
-        )
+        shapes = _potential_shape(fk, y0, num_particles)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"observations: evaluating the model at y_0 of shape {jax.tree_util.tree_map(jnp.shape, y0)} failed "
+            f"observations: evaluating the model at y_0 of shape {y0_shape} failed "
             f"({err}); check the observation shape the model expects"
         ) from err
     if shapes.shape != (num_particles,):
         raise ValueError(
             f"observations: the log-potential at t=0 has shape {shapes.shape}, expected ({num_particles},), one "
-            f"value per particle; y_0 has shape {jax.tree_util.tree_map(jnp.shape, y0)}: is the observation array "
+            f"value per particle; y_0 has shape {y0_shape}: is the observation array "
             "shaped (T, *observation_shape)?"
         )
+
+
+def _potential_shape(fk, y0, num_particles):
+    """The shape of the t=0 log-potential, cached per model and observation type (a trace costs milliseconds)."""
+    leaves, treedef = jax.tree_util.tree_flatten(y0)
+    try:
+        return _potential_shape_cached(fk, treedef, tuple((v.shape, str(v.dtype)) for v in leaves), num_particles)
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+        return _eval_potential_shape(fk, y0, num_particles)
+
+
+@functools.lru_cache(maxsize=256)
+def _potential_shape_cached(fk, treedef, specs, num_particles):
+    y0 = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in specs])
+    return _eval_potential_shape(fk, y0, num_particles)
+
+
+def _eval_potential_shape(fk, y0, num_particles):
+    return jax.eval_shape(
+        lambda k, y: fk.initial_log_potential(fk.initial(k, y, num_particles), y), jax.random.key(0), y0
+    )
 
 
 def _is_concrete(tree) -> bool:
@@ -336,6 +439,7 @@ def run_filter(
     keep_history: bool = False,
     mean_fn: Callable = _identity,
     variance_lag: int = 8,
+    filtering_stderr: bool = True,
 ) -> FilterResult:
     r"""Run a particle filter on a Feynman–Kac model in one ``lax.scan``.
 
@@ -351,6 +455,10 @@ def run_filter(
       mean_fn: the test function :math:`\varphi` of the filtering means (per-particle array
         in, array out; vmapped), identity by default.
       variance_lag: the lag :math:`\lambda` of the Olsson–Douc standard errors of the filtering means.
+      filtering_stderr: compute those standard errors (a scatter-add and ``variance_lag``
+        gathers per step); ``False`` leaves them NaN and runs the lean path. Under an outer
+        ``jax.jit`` whatever the caller does not use (e.g. everything but the log-likelihood)
+        is removed by dead-code elimination anyway.
 
     Returns:
       a :class:`FilterResult`. The log-likelihood's standard error is Lee & Whiteley's (2018).
@@ -364,7 +472,10 @@ def run_filter(
     get_resampler(resampling)
     observations = jax.tree_util.tree_map(jnp.asarray, observations)
     try:
-        fn = _jitted(fk, num_particles, resampling, float(ess_threshold), bool(keep_history), mean_fn, variance_lag)
+        fn = _jitted(
+            fk, num_particles, resampling, float(ess_threshold), bool(keep_history), mean_fn, variance_lag,
+            bool(filtering_stderr),
+        )
     except TypeError:  # an unhashable model: run without the compile cache
         fn = functools.partial(
             _filter,
@@ -375,5 +486,6 @@ def run_filter(
             keep_history=bool(keep_history),
             mean_fn=mean_fn,
             lag=variance_lag,
+            filtering_stderr=bool(filtering_stderr),
         )
     return check_filter_result(fn(key, observations=observations))

@@ -41,7 +41,7 @@ from jax import lax
 
 from ulam.smc.filtering import check_inputs
 from ulam.smc.models import Bootstrap, _fill_missing, is_missing
-from ulam.smc.paris import _forward, _resolve, initial_reference, ppg_step
+from ulam.smc.paris import _forward, _paris_method, initial_reference, ppg_step
 
 __all__ = ["LearningResult", "score_ascent", "markov_score_climbing", "fisher_score_functionals"]
 
@@ -92,7 +92,7 @@ def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_s
         raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
     check_inputs(Bootstrap(ssm0), observations, num_particles)
     gamma = _step_size_fn(step_size)
-    method = _resolve(ssm0, backward, num_particles)
+    method = _paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))
     k_ref, k_run = jax.random.split(key)
     if reference is None:
         reference = initial_reference(k_ref, ssm0, observations, num_particles, num_backward=num_backward,
@@ -104,7 +104,9 @@ def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_s
         k, step = inputs
         ssm, initial_fn, additive_fn = make(theta)
         # A bound computed from traced parameters is unknown at trace time: fall back to exact.
-        m = method if ssm.transition_log_bound is not None else "exact"
+        m = method
+        if ssm.transition_log_bound is None:
+            m = {"rejection": "exact", "hybrid": "mcmc"}.get(method, method)
         if estimator == "ppg":
             score, ref, _ = ppg_step(k, ssm, observations, ref, num_particles, additive_fn, initial_fn=initial_fn,
                                      num_backward=num_backward, backward=m)

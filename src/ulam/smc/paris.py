@@ -14,7 +14,9 @@ All four share one forward ``lax.scan`` (:func:`_forward`):
             \quad J^{ij}\sim W_{t-1}^{l}\, m(x_{t-1}^l, x_t^i),
 
   and the estimate is :math:`\sum_i W_{T-1}^i \tau_{T-1}^i`. Cost
-  :math:`O(N\tilde N)` per step with the rejection backward sampler. Its bias is
+  :math:`O(N\tilde N k)` per step with the MCMC/hybrid backward kernels of Dau &
+  Chopin (2023) (``backward="auto"`` for :math:`N > 256`; see
+  :mod:`ulam.smc.backward`), :math:`O(N^2)` with the exact one. Its bias is
   :math:`O(T/N)` (self-normalized importance sampling).
 * **Conditional SMC** (Andrieu, Doucet & Holenstein 2010): particle ``N-1`` is
   frozen to a reference path; with ancestor sampling (Lindsten, Jordan & Schön
@@ -46,13 +48,20 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.special import logsumexp
 
 from ulam.estimate import Estimate
-from ulam.smc.backward import _resolve, _take, backward_indices
-from ulam.smc.filtering import ParticleHistory, check_inputs, raise_if_degenerate, weighted_mean_and_se
+from ulam.smc.backward import _AUTO_EXACT_BELOW, _resolve, _take, backward_indices
+from ulam.smc.filtering import (
+    ParticleHistory,
+    check_inputs,
+    normalize,
+    propagate,
+    raise_if_degenerate,
+    weighted_mean_and_se,
+)
 from ulam.smc.models import Bootstrap, StateSpaceModel
-from ulam.smc.resampling import effective_sample_size, get_resampler, multinomial_resample
+from ulam.smc.resampling import _multinomial_w as resample_multinomial
+from ulam.smc.resampling import resampler_from_weights
 
 __all__ = [
     "PaRISResult",
@@ -72,11 +81,15 @@ class PaRISResult(NamedTuple):
 
     Attributes:
       estimate: :class:`~ulam.Estimate` of the smoothing expectation of the additive functional.
-        One run has no trustworthy single-run variance estimate for a whole-path additive
-        functional (genealogy-based estimators collapse and were measured to under-state the
-        spread by more than 10x), so its ``stderr`` is NaN; ``num_replicates >= 2`` runs
-        independent PaRIS filters and reports their average with the replicate standard error
-        (``info["single_run_stderr_lagged"]`` keeps the lag-based heuristic for reference).
+        With one run its ``stderr`` is NaN: the genealogy-based estimators (Lee & Whiteley 2018;
+        Olsson & Douc 2019's lag-based one applied to the terminal weighted sum of the
+        :math:`\tau^i`) ignore the backward-sampling dependence between the :math:`\tau^i` and
+        were measured to under-state the replicate spread by more than 10x, and the published
+        PaRIS-specific online estimator (Mastrototaro & Olsson, an ALVar-type estimator that
+        propagates per-particle variance statistics alongside :math:`\tau`) is not implemented
+        yet. ``num_replicates >= 2`` runs independent PaRIS filters and reports their average
+        with the replicate standard error (calibrated; ``info["single_run_stderr_lagged"]`` keeps
+        the lag-based heuristic for reference only).
       statistics: final :math:`\\tau_{T-1}^i` (pytree, leading axis N).
       particles, log_weights: the final particle system.
       log_likelihood: the filter's log-likelihood estimate (plain value).
@@ -117,9 +130,13 @@ def _forward(
     threshold: float = 1.0,
     lag: int = 8,
     max_trials: int = 32,
+    num_mcmc_steps: int = 2,
 ):
-    """One forward pass: (conditional) SMC with optional PaRIS statistics (see module doc)."""
-    resampler = get_resampler(scheme)
+    """One forward pass: (conditional) SMC with optional PaRIS statistics (see module doc).
+
+    The particle step is :func:`ulam.smc.filtering.propagate`, the one the filters use.
+    """
+    resample = resampler_from_weights(scheme)
     conditional = reference is not None
     num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
     y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
@@ -129,10 +146,8 @@ def _forward(
     x0 = fk.initial(keys[0], y0, n)
     if conditional:
         x0 = jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r[0]), x0, reference)
-    lw0 = _sanitize(fk.initial_log_potential(x0, y0))
-    inc0 = logsumexp(lw0) - math.log(n)
-    bad0 = ~jnp.isfinite(inc0)
-    lw0 = jnp.where(bad0, jnp.zeros_like(lw0), lw0)
+    lw0, w0, lse0 = normalize(_sanitize(fk.initial_log_potential(x0, y0)))
+    inc0 = lse0 - math.log(n)
     with_paris = additive_fn is not None
     if with_paris:
         x_one = jax.tree_util.tree_map(lambda v: v[0], x0)
@@ -145,48 +160,60 @@ def _forward(
         h_vec = jax.vmap(additive_fn, in_axes=(0, 0, None))
     else:
         tau0 = jnp.zeros((n,))
-    buf0 = jnp.tile(idx, (max(lag, 1), 1))
+    needs_start = backward_method in ("mcmc", "hybrid")
+    buf0 = jnp.tile(idx, (lag, 1)) if lag > 0 else jnp.zeros((0, n), jnp.int32)
 
     def step(carry, inputs):
-        x, lw, tau, buf, loglik, first_bad = carry
+        x, lw, w, tau, buf, loglik, first_bad = carry
         t, k, y = inputs
         k_res, k_move, k_back, k_anc = jax.random.split(k, 4)
-        log_w_norm = lw - logsumexp(lw)
+        forced = None
         if conditional:
             # The N-1 free particles resample multinomially; the reference keeps its lineage
-            # or, with ancestor sampling, draws a new one.
+            # or, with ancestor sampling, draws a new one from the backward kernel.
             k_res, k_perm = jax.random.split(k_res)
-            # multinomial_resample returns sorted draws: shuffle before dropping the last one.
-            a_free = jax.random.permutation(k_perm, multinomial_resample(k_res, log_w_norm, n))
+            # _multinomial_w returns sorted draws: shuffle before dropping the last one.
+            a_free = jax.random.permutation(k_perm, resample_multinomial(k_res, w, n))
             ref_t = jax.tree_util.tree_map(lambda r: r[t], reference)
-            if ancestor_sampling:
-                a_ref = backward_indices(
-                    k_anc, ssm, log_w_norm, x, jax.tree_util.tree_map(lambda r: r[None], ref_t), method="exact"
+            if ancestor_sampling or (with_paris and needs_start):
+                a_exact = backward_indices(
+                    k_anc, ssm, lw, x, jax.tree_util.tree_map(lambda r: r[None], ref_t), method="exact"
                 )[0]
-            else:
-                a_ref = jnp.int32(n - 1)
-            a = a_free.at[n - 1].set(a_ref)
-            do = jnp.asarray(True)
-            carried = jnp.full((n,), -math.log(n), lw.dtype)
-        else:
-            do = (effective_sample_size(log_w_norm) < threshold * n) | (threshold >= 1.0)
-            a = lax.cond(do, lambda: resampler(k_res, log_w_norm, n), lambda: idx)
-            carried = jnp.where(do, jnp.full((n,), -math.log(n), lw.dtype), log_w_norm)
-        x_prev = _take(x, a)
-        x_new = fk.transition(k_move, x_prev, y)
+            a_ref = a_exact if ancestor_sampling else jnp.int32(n - 1)
+            forced = (a_free.at[n - 1].set(a_ref), jnp.full((n,), -math.log(n), lw.dtype))
+        p = propagate(
+            fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n, ancestors=forced
+        )
+        x_new = p.particles
         if conditional:
+            # The reference was moved like the others; put it back and reweight its slot.
             x_new = jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r), x_new, ref_t)
-        lg = _sanitize(fk.log_potential(x_prev, x_new, y))
-        lw_new = carried + lg
-        inc = logsumexp(lw_new)
-        bad = ~jnp.isfinite(inc)
-        lw_new = jnp.where(bad, jnp.zeros_like(lw_new), lw_new)
+            x_prev_ref = jax.tree_util.tree_map(lambda v: v[n - 1], p.previous)
+            lg_ref = _sanitize(
+                fk.log_potential(
+                    jax.tree_util.tree_map(lambda v: v[None], x_prev_ref),
+                    jax.tree_util.tree_map(lambda v: v[None], ref_t),
+                    y,
+                )
+            )[0]
+            raw = (p.log_weights + p.log_increment).at[n - 1].set(-math.log(n) + lg_ref)
+            lw_new, w_new, inc = normalize(raw)
+        else:
+            lw_new, w_new, inc = p.log_weights, p.weights, p.log_increment
+        bad = inc == -jnp.inf
         first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
         outs = ()
         if with_paris:
             targets = jax.tree_util.tree_map(lambda v: jnp.repeat(v, num_backward, axis=0), x_new)
+            start = None
+            if needs_start:
+                # Each particle's ancestor is a draw from the backward kernel (module doc of
+                # ulam.smc.backward); the reference's is not, so it starts from an exact draw.
+                anc = p.ancestors.at[n - 1].set(a_exact) if conditional else p.ancestors
+                start = jnp.repeat(anc, num_backward)
             J = backward_indices(
-                k_back, ssm, log_w_norm, x, targets, method=backward_method, max_trials=max_trials
+                k_back, ssm, lw, x, targets, method=backward_method, max_trials=max_trials,
+                start=start, num_mcmc_steps=num_mcmc_steps,
             )
             x_back = _take(x, J)
             h = h_vec(x_back, targets, y)
@@ -200,18 +227,18 @@ def _forward(
         else:
             tau_new = tau
         if lag > 0:
-            buf = jnp.roll(buf, 1, axis=0).at[0].set(a)
+            buf = lax.dynamic_update_index_in_dim(buf, p.ancestors, t % lag, 0)
         if keep_history:
-            outs = outs + (x_new, lw_new, a)
-        return (x_new, lw_new, tau_new, buf, loglik + inc, first_bad), outs
+            outs = outs + (x_new, lw_new, p.ancestors)
+        return (x_new, lw_new, w_new, tau_new, buf, loglik + inc, first_bad), outs
 
     ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    first_bad0 = jnp.where(bad0, 0, -1).astype(jnp.int32)
-    carry0 = (x0, lw0, tau0, buf0, jnp.where(bad0, -jnp.inf, inc0), first_bad0)
-    (x, lw, tau, buf, loglik, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
+    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
+    carry0 = (x0, lw0, w0, tau0, buf0, inc0, first_bad0)
+    (x, lw, _, tau, buf, loglik, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
     enoch = idx
-    for j in range(lag):
-        enoch = buf[j][enoch]
+    for j in range(lag):  # newest map first: the last step wrote at (T-1) % lag
+        enoch = buf[(num_steps - 1 - j) % lag][enoch]
     backward = None
     pos = 0
     if with_paris and keep_backward:
@@ -224,6 +251,20 @@ def _forward(
             jax.tree_util.tree_map(cat, x0, outs[pos]), cat(lw0, outs[pos + 1]), cat(idx, outs[pos + 2])
         )
     return x, lw, tau, enoch, loglik, first_bad, history, backward
+
+
+def _paris_method(ssm, backward, num_particles, fk, threshold=1.0):
+    r"""Resolve ``backward``; ``"auto"`` uses the MCMC backward kernel where ancestors are valid starts.
+
+    With a bootstrap proposal and resampling at every step, :math:`(A^i, X_t^i)\sim W^j m(x^j,\cdot)`,
+    so the ancestor is an exact backward-kernel draw (Dau & Chopin 2023) and ``"hybrid"`` (with a
+    bound) or ``"mcmc"`` is exact in law at :math:`O(N\tilde N k)` cost; otherwise ``"auto"``
+    keeps the rejection/exact samplers of :func:`ulam.smc.backward_indices`.
+    """
+    if backward == "auto" and num_particles > _AUTO_EXACT_BELOW and isinstance(fk, Bootstrap) and threshold >= 1.0:
+        _resolve(ssm, "exact", num_particles)  # the transition-density check
+        return "hybrid" if ssm.transition_log_bound is not None else "mcmc"
+    return _resolve(ssm, backward, num_particles)
 
 
 def _sanitize(lw):
@@ -262,6 +303,7 @@ def paris(
     variance_lag: int = 8,
     max_trials: int = 32,
     num_replicates: int = 1,
+    num_mcmc_steps: int = 2,
 ) -> PaRISResult:
     r"""PaRIS estimate of :math:`\mathbb E[h_0(X_0,y_0) + \sum_{t\ge1}\tilde h(X_{t-1}, X_t, y_t)\mid y_{0:T-1}]`.
 
@@ -274,7 +316,13 @@ def paris(
       additive_fn: ``x_prev, x, y_t -> h~`` per particle pair (any pytree of arrays).
       initial_fn: ``x0, y0 -> h_0`` (zeros of the same structure by default).
       num_backward: :math:`\tilde N`, backward draws per particle (2 is the usual choice).
-      backward: ``"auto"``, ``"exact"`` (:math:`O(N^2)`) or ``"rejection"``.
+      backward: ``"exact"`` (:math:`O(N^2)` per step, for small N), ``"rejection"`` (exact law,
+        exact fallback after ``max_trials``: can approach :math:`O(N^2)` with a loose bound),
+        ``"mcmc"`` (independent-MH backward kernel of Dau & Chopin 2023 started at each particle's
+        ancestor, ``num_mcmc_steps`` moves per draw: :math:`O(N\tilde N k)`), ``"hybrid"``
+        (2 rejection tries, then MH) or ``"auto"``: exact for :math:`N\le 256`; for larger N hybrid
+        (with a bound) or mcmc when ``fk`` is the bootstrap filter resampling every step (the ancestor
+        is then an exact backward-kernel draw, see :mod:`ulam.smc.backward`), else rejection/exact.
       fk: the forward Feynman–Kac model, :class:`Bootstrap` of ``ssm`` by default.
       resampling, ess_threshold: resampling scheme and ESS threshold (every step by default).
       num_replicates: independent PaRIS runs (vmapped) averaged into the estimate; with 1 the
@@ -289,7 +337,7 @@ def paris(
     check_inputs(fk, observations, num_particles, ess_threshold)
     if not isinstance(num_replicates, int) or num_replicates < 1:
         raise ValueError(f"num_replicates: expected an int >= 1, got {num_replicates!r}")
-    method = _resolve(ssm, backward, num_particles)
+    method = _paris_method(ssm, backward, num_particles, fk, float(ess_threshold))
 
     def once(k):
         x, lw, tau, enoch, loglik, first_bad, history, back = _forward(
@@ -308,6 +356,7 @@ def paris(
             threshold=float(ess_threshold),
             lag=variance_lag,
             max_trials=max_trials,
+            num_mcmc_steps=num_mcmc_steps,
         )
         mean, se = weighted_mean_and_se(lw, tau, enoch)
         return mean, se, tau, x, lw, loglik, first_bad, history, back
@@ -374,7 +423,7 @@ def ppg_step(
     backward indices (:func:`trace_reference`). Traceable: use inside ``jit``/``scan``.
     """
     fk = Bootstrap(ssm) if fk is None else fk
-    method = _resolve(ssm, backward, num_particles)
+    method = _paris_method(ssm, backward, num_particles, fk)
     k_fwd, k_trace = jax.random.split(key)
     n = num_particles
     x, lw, tau, _, loglik, _, history, back = _forward(
@@ -410,7 +459,7 @@ class PPGResult(NamedTuple):
 def initial_reference(key, ssm, observations, num_particles, *, fk=None, num_backward=2, backward="auto", max_trials=32):
     """A first reference path: one unconditional PaRIS pass traced back through its backward indices."""
     fk = Bootstrap(ssm) if fk is None else fk
-    method = _resolve(ssm, backward, num_particles)
+    method = _paris_method(ssm, backward, num_particles, fk)
     k1, k2 = jax.random.split(key)
     zero = lambda xp, x, y: jnp.zeros(())  # noqa: E731
     x, lw, _, _, _, first_bad, history, back = _forward(

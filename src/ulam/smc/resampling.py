@@ -57,7 +57,10 @@ def effective_sample_size(log_weights: jax.Array) -> jax.Array:
 
 
 def _cdf(log_weights: jax.Array) -> jax.Array:
-    w = jax.nn.softmax(log_weights)
+    return _cdf_w(jax.nn.softmax(log_weights))
+
+
+def _cdf_w(w: jax.Array) -> jax.Array:
     cdf = jnp.cumsum(w)
     # Round-off can leave cdf[-1] slightly below 1; uniforms above it must map to the last index.
     return cdf.at[-1].set(jnp.inf)
@@ -80,27 +83,39 @@ def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> ja
     Sorted uniforms come from normalized exponential spacings, so the cost is
     :math:`O(N + \text{num})` searches (no sort); the returned ancestors are sorted.
     """
-    num = _check_num(num)
-    e = jax.random.exponential(key, (num + 1,), dtype=jnp.result_type(log_weights.dtype, jnp.float32))
+    return _multinomial_w(key, jax.nn.softmax(log_weights), _check_num(num))
+
+
+def _multinomial_w(key, w, num):
+    e = jax.random.exponential(key, (num + 1,), dtype=jnp.result_type(w.dtype, jnp.float32))
     c = jnp.cumsum(e)
     uniforms = c[:-1] / c[-1]
-    return _inverse_cdf(_cdf(log_weights), uniforms)
+    return _inverse_cdf(_cdf_w(w), uniforms)
 
 
 def stratified_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996)."""
-    num = _check_num(num)
-    dtype = jnp.result_type(log_weights.dtype, jnp.float32)
+    return _stratified_w(key, jax.nn.softmax(log_weights), _check_num(num))
+
+
+def _stratified_w(key, w, num):
+    dtype = jnp.result_type(w.dtype, jnp.float32)
     u = (jnp.arange(num, dtype=dtype) + jax.random.uniform(key, (num,), dtype=dtype)) / num
-    return _inverse_cdf(_cdf(log_weights), u)
+    return _inverse_cdf(_cdf_w(w), u)
 
 
 def systematic_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
-    r"""Systematic resampling: :math:`U_j = (j + V)/\text{num}` with one uniform :math:`V` (Carpenter et al. 1999)."""
-    num = _check_num(num)
-    dtype = jnp.result_type(log_weights.dtype, jnp.float32)
+    r"""Systematic resampling: :math:`U_j = (j + V)/\text{num}` with one uniform :math:`V` (Carpenter et al. 1999).
+
+    One cumulative sum and one sorted search: :math:`O(N + \text{num})`, no sort.
+    """
+    return _systematic_w(key, jax.nn.softmax(log_weights), _check_num(num))
+
+
+def _systematic_w(key, w, num):
+    dtype = jnp.result_type(w.dtype, jnp.float32)
     u = (jnp.arange(num, dtype=dtype) + jax.random.uniform(key, (), dtype=dtype)) / num
-    return _inverse_cdf(_cdf(log_weights), u)
+    return _inverse_cdf(_cdf_w(w), u)
 
 
 def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
@@ -118,16 +133,18 @@ def residual_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.A
     draws multinomially from the residuals :math:`\text{num}\,W_i - \lfloor \text{num}\,W_i\rfloor`.
     Shapes are static: ``num`` residual draws are made and the first ``R`` are used.
     """
-    num = _check_num(num)
-    w = jax.nn.softmax(log_weights)
+    return _residual_w(key, jax.nn.softmax(log_weights), _check_num(num))
+
+
+def _residual_w(key, w, num):
     scaled = num * w
     floors = jnp.floor(scaled)
     counts = floors.astype(jnp.int32)
     deterministic = jnp.sum(counts)
     residual = jnp.maximum(scaled - floors, 0.0)
     # Unsorted i.i.d. draws: only the first R are used, so they must not be order statistics.
-    u = jax.random.uniform(key, (num,), dtype=jnp.result_type(log_weights.dtype, jnp.float32))
-    extra = _inverse_cdf(_cdf(jnp.log(residual)), u)
+    u = jax.random.uniform(key, (num,), dtype=jnp.result_type(w.dtype, jnp.float32))
+    extra = _inverse_cdf(_cdf_w(residual / jnp.sum(residual)), u)
     fixed = _counts_to_ancestors(counts, num)
     j = jnp.arange(num)
     return jnp.where(j < deterministic, fixed, extra[jnp.maximum(j - deterministic, 0)]).astype(jnp.int32)
@@ -146,8 +163,10 @@ def ssp_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     the floor or the ceiling of :math:`\text{num}\,W_i`. A ``lax.scan`` over
     particles: :math:`O(N)` but sequential.
     """
-    num = _check_num(num)
-    w = jax.nn.softmax(log_weights)
+    return _ssp_w(key, jax.nn.softmax(log_weights), _check_num(num))
+
+
+def _ssp_w(key, w, num):
     n = w.shape[0]
     scaled = num * w
     floors = jnp.floor(scaled)
@@ -193,6 +212,26 @@ RESAMPLERS: dict[str, Resampler] = {
     "residual": residual_resample,
     "ssp": ssp_resample,
 }
+
+
+_FROM_WEIGHTS = {
+    "multinomial": _multinomial_w,
+    "stratified": _stratified_w,
+    "systematic": _systematic_w,
+    "residual": _residual_w,
+    "ssp": _ssp_w,
+}
+
+
+def resampler_from_weights(scheme):
+    """``key, weights, num -> ancestors`` for a scheme name or a log-weights callable.
+
+    The filters already hold the normalized weights, so the named schemes skip a second softmax.
+    """
+    if callable(scheme):
+        return lambda key, w, num: scheme(key, jnp.log(w), num)
+    get_resampler(scheme)
+    return _FROM_WEIGHTS[scheme]
 
 
 def get_resampler(scheme) -> Resampler:
