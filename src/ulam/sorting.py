@@ -73,8 +73,10 @@ def sort_method(x, method: str = "auto") -> str:
     return "xla"
 
 
-def _np_sort_last(a):
-    return np.sort(np.asarray(a), axis=-1)
+def _np_sort_last(a, dtype):
+    # Cast to the dtype declared at trace time: a float32 operand has been seen reaching a
+    # callback declared float64 after x64 was toggled in the same process (JAX raises then).
+    return np.sort(np.asarray(a, dtype=dtype), axis=-1)
 
 
 def _np_argsort_last(a, dtype):
@@ -94,7 +96,7 @@ def _host_argsort_last(x):
 
 def _host_sort_nodiff(x):
     out = jax.ShapeDtypeStruct(x.shape, x.dtype)
-    return jax.pure_callback(_np_sort_last, out, x, vmap_method="expand_dims")
+    return jax.pure_callback(functools.partial(_np_sort_last, dtype=x.dtype), out, x, vmap_method="expand_dims")
 
 
 @jax.custom_jvp
