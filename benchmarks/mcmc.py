@@ -299,6 +299,9 @@ def stream_section():
     return out
 
 
+LOAD_AT_START = os.getloadavg()[0]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -328,8 +331,9 @@ def main():
         f".venv/bin/python benchmarks/mcmc.py --repeats {args.repeats}`",
         "",
         f"Versions: ulam {ulam.__version__}, jax {jax.__version__}, BlackJAX {blackjax.__version__}, "
-        f"NumPyro {numpyro.__version__}; CPU, one XLA thread. **The 2-core machine was shared with other jobs while "
-        "this ran** (load average well above 2), so wall times are inflated and noisy. Times below are therefore "
+        f"NumPyro {numpyro.__version__}; CPU, one XLA thread. 1-minute load average {LOAD_AT_START:.1f} at the start "
+        f"and {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, wall times are "
+        "inflated and noisy). Times below are therefore "
         "*process CPU seconds* (what the sampler itself spent; XLA runs one thread) unless marked wall; the "
         "libraries alternate in one process with the order rotated every round, and every round gives all three "
         "the same seed. Figures are median (min–max) over the rounds; ratios are computed per round (paired by "

@@ -164,6 +164,9 @@ def _hlo_size(text):
     return len(re.findall(op, entry)), len(re.findall(op, text))
 
 
+LOAD_AT_START = os.getloadavg()[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -189,9 +192,10 @@ def main():
         f".venv/bin/python benchmarks/vi.py{' --quick' if args.quick else ''}`",
         "",
         f"Versions: python {platform.python_version()}, jax {jax.__version__}, numpyro {numpyro.__version__}, "
-        f"optax {optax.__version__}; CPU, one XLA thread. The 2-core machine was shared with other jobs while "
-        "this ran (load average well above 2), so absolute times are noisy; repeats alternate between the "
-        "implementations so load changes hit all of them, and the min is the least-disturbed run.",
+        f"optax {optax.__version__}; CPU, one XLA thread. 1-minute load average {LOAD_AT_START:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, times are noisy); "
+        "repeats alternate between the implementations so load changes hit all of them, and the min is the "
+        "least-disturbed run.",
         "",
         "Same VAE (10-d latent, 64-128-64 tanh networks, Bernoulli likelihood), same parameter pytree and initial "
         "values, same data (sklearn digits binarised), the same optimizer `optax.adam(1e-3)` on both sides "
