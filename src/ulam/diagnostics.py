@@ -560,11 +560,12 @@ def _mcse_quantile_2d(draws, prob):
 
 
 def _per_coordinate(fn, draws, *args):
-    """Apply ``fn((chains, draws), *args)`` to every event coordinate; result has shape event."""
+    """Apply ``fn((chains, draws), *args)`` to every event coordinate; result has shape ``event + fn's shape``."""
     chains, num_draws = draws.shape[:2]
     event = draws.shape[2:]
     flat = jnp.moveaxis(draws.reshape((chains, num_draws, -1)), -1, 0)
-    return jax.vmap(lambda d: fn(d, *args))(flat).reshape(event)
+    out = jax.vmap(lambda d: fn(d, *args))(flat)
+    return out.reshape(event + out.shape[1:])
 
 
 @jax.jit
@@ -805,10 +806,8 @@ _SUMMARY_FIELDS = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
 
 @jax.jit
 def _summary(draws):
-    chains, num_draws = draws.shape[:2]
-    flat = jnp.moveaxis(draws.reshape((chains, num_draws, -1)), -1, 0)
-    stats = jax.vmap(_summary_2d)(flat)  # (coordinates, fields)
-    return {name: stats[:, i].reshape(draws.shape[2:]) for i, name in enumerate(_SUMMARY_FIELDS)}
+    stats = _per_coordinate(_summary_2d, draws)  # event + (fields,)
+    return {name: stats[..., i] for i, name in enumerate(_SUMMARY_FIELDS)}
 
 
 def summary_statistics(draws):

@@ -63,6 +63,14 @@ def make_distribution(distribution: Callable, params, name: str = "distribution"
     return d
 
 
+def categorical_logits(distribution: Callable, params, estimator: str):
+    """``(distribution at params, th -> logits (batch + (C,)))`` for estimators that need a numpyro Categorical."""
+    d = make_distribution(distribution, params)
+    if not type(d).__name__.startswith("Categorical"):
+        raise TypeError(f"distribution: {estimator} needs a Categorical distribution, got {type(d).__name__}")
+    return d, lambda th: jnp.asarray(distribution(th).logits)
+
+
 def log_prob(d, x):
     """``d.log_prob(x)``, with a Bernoulli given by logits computed as ``x l - softplus(l)``.
 

@@ -125,10 +125,7 @@ def arsm_gradient(f: Callable, distribution: Callable, params, key: jax.Array, n
     """
     n = C.check_num_samples(num_samples)
     C.check_params(params)
-    d = C.make_distribution(distribution, params)
-    if not type(d).__name__.startswith("Categorical"):
-        raise TypeError(f"distribution: ARSM needs a Categorical distribution, got {type(d).__name__}")
-    logits_of = lambda th: jnp.asarray(distribution(th).logits)  # noqa: E731  (batch + (C,))
+    d, logits_of = C.categorical_logits(distribution, params, "ARSM")  # logits: batch + (C,)
     logits, vjp_fn = jax.vjp(logits_of, params)
     logits = C.stop(logits)
     num_cat = logits.shape[-1]

@@ -67,10 +67,7 @@ def categorical_disarm_gradient(
     """
     n = C.check_num_samples(num_samples)
     C.check_params(params)
-    d = C.make_distribution(distribution, params)
-    if not type(d).__name__.startswith("Categorical"):
-        raise TypeError(f"distribution: categorical DisARM needs a Categorical distribution, got {type(d).__name__}")
-    logits_of = lambda th: jnp.asarray(distribution(th).logits)  # noqa: E731  (batch + (C,))
+    d, logits_of = C.categorical_logits(distribution, params, "categorical DisARM")  # logits: batch + (C,)
     logits = C.stop(logits_of(params))
     num_cat = logits.shape[-1]
     if num_cat < 2:

@@ -75,44 +75,34 @@ def relax_gradient(
     C.check_params(control_params, "control_params")
     d = C.make_distribution(distribution, params)
     if type(d).__name__.startswith("Categorical"):
-        return _relax_categorical(f, distribution, d, params, key, n, control, control_params)
-    if not type(d).__name__.startswith("Bernoulli"):
+        relaxation = _categorical_relaxation(distribution, d, params, key)
+    elif type(d).__name__.startswith("Bernoulli"):
+        relaxation = _binary_relaxation(distribution, d, params, key)
+    else:
         raise TypeError(f"distribution: RELAX needs a Bernoulli or Categorical distribution, got {type(d).__name__}")
+    return _relax(f, params, jax.random.split(key, n), control, control_params, relaxation)
+
+
+def _binary_relaxation(distribution, d, params, key):
+    """Logistic relaxation of Bernoulli variables: ``b = H(z)``, ``z = logits + Logistic``."""
     dtype = jax.eval_shape(lambda k: d.sample(k), key).dtype
     logits_of = lambda th: C.broadcast(distribution(th).logits, distribution(th).batch_shape)  # noqa: E731
-    keys = jax.random.split(key, n)
 
-    def ghat(k, psi):
+    def relaxation(k):
         ku, kv = jax.random.split(k)
-        logits0 = C.stop(logits_of(params))
-        u = jnp.clip(jax.random.uniform(ku, logits0.shape), 1e-7, 1.0 - 1e-7)
+        shape = jax.eval_shape(logits_of, params).shape
+        u = jnp.clip(jax.random.uniform(ku, shape), 1e-7, 1.0 - 1e-7)
         noise = jnp.log(u) - jnp.log1p(-u)
-        b = C.stop((logits0 + noise > 0).astype(dtype))
-        v = jax.random.uniform(kv, logits0.shape)
-        fb = C.scalar_value(f, b, C.stop(params))
-        coeff = fb - control(_conditional_logistic(logits0, b, v), psi)
+        b = C.stop((logits_of(C.stop(params)) + noise > 0).astype(dtype))
+        v = jax.random.uniform(kv, shape)
+        return (
+            b,
+            lambda th: jnp.sum(b * logits_of(th) - jax.nn.softplus(logits_of(th))),  # = C.log_prob, from logits
+            lambda th: logits_of(th) + noise,
+            lambda th: _conditional_logistic(logits_of(th), b, v),
+        )
 
-        def surrogate(th):
-            lg = logits_of(th)
-            # Bernoulli log-probability from the logits: numpyro's BernoulliLogits.log_prob has a wrong
-            # gradient at logits == 0 exactly (a kink in its clip/abs form), which biased REBAR/RELAX there
-            logp = jnp.sum(b * lg - jax.nn.softplus(lg))
-            return (
-                coeff * logp
-                + control(lg + noise, psi)
-                - control(_conditional_logistic(lg, b, v), psi)
-                + C.scalar_value(f, b, th)
-            )
-
-        return fb, jax.grad(surrogate)(params)
-
-    def variance_proxy(psi):
-        vals, terms = jax.vmap(lambda k: ghat(k, psi))(keys)
-        sq = sum(jnp.sum(t**2) for t in jax.tree_util.tree_leaves(terms)) / n
-        return sq, (vals, terms)
-
-    (_, (vals, terms)), psi_grad = jax.value_and_grad(variance_proxy, has_aux=True)(control_params)
-    return C.estimate_from_terms(terms, vals, info={"control_params_grad": psi_grad})
+    return relaxation
 
 
 def _conditional_gumbel(log_probs, b, v):
@@ -130,32 +120,42 @@ def _conditional_gumbel(log_probs, b, v):
     return jnp.where(onehot > 0, z_top, z_other)
 
 
-def _relax_categorical(f, distribution, d, params, key, n, control, control_params):
-    """RELAX for independent categoricals: Gumbel-max sample, conditional Gumbel for the control."""
+def _categorical_relaxation(distribution, d, params, key):
+    """Gumbel relaxation of categorical variables: ``b = argmax z``, ``z = log p + Gumbel``."""
     dtype = jax.eval_shape(lambda k: d.sample(k), key).dtype
     log_probs_of = lambda th: jax.nn.log_softmax(jnp.asarray(distribution(th).logits), axis=-1)  # noqa: E731
-    keys = jax.random.split(key, n)
+
+    def relaxation(k):
+        ku, kv = jax.random.split(k)
+        shape = jax.eval_shape(log_probs_of, params).shape
+        u = jnp.clip(jax.random.uniform(ku, shape), 1e-7, 1.0 - 1e-7)
+        gumbel = -jnp.log(-jnp.log(u))
+        b = C.stop(jnp.argmax(log_probs_of(C.stop(params)) + gumbel, axis=-1))
+        v = jax.random.uniform(kv, shape)
+        return (
+            b.astype(dtype),
+            lambda th: jnp.sum(jnp.take_along_axis(log_probs_of(th), b[..., None], axis=-1)),
+            lambda th: log_probs_of(th) + gumbel,
+            lambda th: _conditional_gumbel(log_probs_of(th), b, v),
+        )
+
+    return relaxation
+
+
+def _relax(f, params, keys, control, control_params, relaxation):
+    """The RELAX estimator given a relaxation ``k -> (b, log p_th(b), z(th), z_tilde(th))``.
+
+    Also returns the gradient of the variance proxy :math:`E[\sum_k \hat g_k^2]` in the control's parameters.
+    """
+    n = keys.shape[0]
 
     def ghat(k, psi):
-        ku, kv = jax.random.split(k)
-        lp0 = C.stop(log_probs_of(params))
-        u = jnp.clip(jax.random.uniform(ku, lp0.shape), 1e-7, 1.0 - 1e-7)
-        gumbel = -jnp.log(-jnp.log(u))
-        b = C.stop(jnp.argmax(lp0 + gumbel, axis=-1))
-        v = jax.random.uniform(kv, lp0.shape)
-        bz = b.astype(dtype)
-        fb = C.scalar_value(f, bz, C.stop(params))
-        coeff = fb - control(_conditional_gumbel(lp0, b, v), psi)
+        b, log_prob, z, z_tilde = relaxation(k)
+        fb = C.scalar_value(f, b, C.stop(params))
+        coeff = fb - control(z_tilde(C.stop(params)), psi)
 
         def surrogate(th):
-            lp = log_probs_of(th)
-            logp = jnp.sum(jnp.take_along_axis(lp, b[..., None], axis=-1))
-            return (
-                coeff * logp
-                + control(lp + gumbel, psi)
-                - control(_conditional_gumbel(lp, b, v), psi)
-                + C.scalar_value(f, bz, th)
-            )
+            return coeff * log_prob(th) + control(z(th), psi) - control(z_tilde(th), psi) + C.scalar_value(f, b, th)
 
         return fb, jax.grad(surrogate)(params)
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from ulam.integrate import sobol_points
+from ulam.integrate import draw_flat, sobol_points
 
 __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
 
@@ -76,9 +76,7 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
     if block_size > dim:
         raise ValueError(f"block_size: at most dim={dim} directions can be orthogonal, got {block_size}")
     num_blocks = num // block_size
-    # Drawn flat and reshaped (the same numbers): XLA compiles 3-d threefry draws much slower on CPU.
-    g = jax.random.normal(key, (num_blocks * dim * block_size,), dtype=dtype or jnp.result_type(float))
-    g = g.reshape(num_blocks, dim, block_size)
+    g = draw_flat(jax.random.normal, key, (num_blocks, dim, block_size), dtype or jnp.result_type(float))
     q, r = jnp.linalg.qr(g)
     q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
     return jnp.swapaxes(q, -1, -2).reshape(num, dim)
