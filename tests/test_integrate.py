@@ -47,13 +47,18 @@ def test_monte_carlo_pytree_valued_f_and_sampling_function(key):
 
 
 def test_batching_is_exact_and_memory_bounded(key):
-    # Chunked moments are merged exactly: same draws give the same mean whatever the chunking.
-    sampler = lambda k, num: jnp.arange(num, dtype=jnp.float32)  # deterministic draws 0..num-1
+    # Chunked moments are merged exactly: the draws are known (every chunk is 0 .. m-1, far
+    # from zero after the offset), so mean and stderr must equal NumPy's on the same numbers
+    # whatever the chunking (remainder chunk or none) -- also with a float32 offset of 10^4,
+    # where one-pass sums would cancel catastrophically without a good shift.
     for batch in (1_000, 999, 10_000):
+        sampler = lambda k, num: 1e4 + jnp.arange(num, dtype=jnp.float32) / 100.0
         est = ulam.monte_carlo(lambda x: x, sampler, key, 10_000, batch_size=batch)
-        del est
-    one = ulam.monte_carlo(lambda x: x, lambda k, m: jax.random.normal(k, (m,)), key, 10_000, batch_size=10_000)
-    assert one.n == 10_000
+        full, rest = divmod(10_000, batch)
+        x = np.concatenate([np.arange(batch)] * full + [np.arange(rest)]) / 100.0 + 1e4
+        assert est.n == 10_000
+        np.testing.assert_allclose(float(est.mean), x.mean(), rtol=1e-7)
+        np.testing.assert_allclose(float(est.stderr), x.std(ddof=1) / np.sqrt(x.size), rtol=2e-3)
 
 
 def test_moment_merge_matches_two_pass():
@@ -69,6 +74,13 @@ def test_moment_merge_matches_two_pass():
     np.testing.assert_allclose(parts.mean_f, whole.mean_f, rtol=1e-5)
     np.testing.assert_allclose(parts.m2_f, whole.m2_f, rtol=1e-4)
     np.testing.assert_allclose(parts.c_fg, whole.c_fg, rtol=1e-3, atol=1e-2)
+    # One-pass shifted sums (the scan's path) give the same moments for any reasonable shift.
+    for shift in (whole.mean_f + 0.5, jnp.asarray(x[0])):
+        one = chunk_moments(jnp.asarray(x), jnp.asarray(g), shift=(shift, jnp.asarray(g[0])))
+        np.testing.assert_allclose(one.mean_f, whole.mean_f, rtol=1e-5)
+        np.testing.assert_allclose(one.m2_f, whole.m2_f, rtol=1e-4)
+        np.testing.assert_allclose(one.c_fg, whole.c_fg, rtol=1e-3, atol=1e-2)
+        np.testing.assert_allclose(one.c_gg, whole.c_gg, rtol=1e-4)
 
 
 def test_same_key_same_result(key):
