@@ -87,7 +87,9 @@ def test_hmc_and_rwm_on_banana():
     for kernel in ("hmc", "rwm"):
         res = mcmc.sample(KEY, T.banana_logdensity, _x0(4), kernel=kernel, num_warmup=500,
                           num_draws=4000 if kernel == "rwm" else 1500,
-                          kernel_options={"num_integration_steps": 8} if kernel == "hmc" else None)
+                          kernel_options={"num_integration_steps": 8} if kernel == "hmc" else None,
+                          adapt="per_chain")
+        assert len(np.unique(res.step_size)) == 4, "per-chain adaptation: each chain its own step size"
         assert_within_stderr(res.expectation(T.banana_stats), T.BANANA_TRUTH, z=4.0, msg=f"{kernel}: ")
         assert np.all(res.summary().rhat < 1.01), kernel
 
