@@ -74,8 +74,16 @@ def ulam_mc(key):
 
 
 def numpy_mc(seed):
+    """NumPy at ulam's precision: float32 draws (ziggurat on PCG64) and float32 arithmetic."""
     rng = np.random.default_rng(seed)
     y = np.exp(rng.standard_normal(N, dtype=np.float32))
+    return y.mean(), y.std(ddof=1) / np.sqrt(N)
+
+
+def numpy_mc_default(seed):
+    """The NumPy a user writes without thinking about dtypes: float64 throughout."""
+    rng = np.random.default_rng(seed)
+    y = np.exp(rng.standard_normal(N))
     return y.mean(), y.std(ddof=1) / np.sqrt(N)
 
 
@@ -124,13 +132,13 @@ def main() -> str:
         "hand-written jitted mean + stderr": (handwritten_mean_and_se, (key,)),
         "ulam.monte_carlo": (ulam_mc, (key,)),
         "NumPy (PCG64, float32)": (numpy_mc, (0,)),
+        "NumPy (PCG64, float64 default)": (numpy_mc_default, (0,)),
         "rqmc-ulam": (ulam_rqmc_cached, (key,)),
         "rqmc-scipy": (scipy_rqmc, (0,)),
     })
-    for name in list(res)[:4]:
-        rows.append((name, *res[name]))
-    rows[-1] = (rows[-1][0], 0.0, rows[-1][2])  # NumPy compiles nothing
-    t_hand, t_hand_se, t_ulam, t_np = (res[name][1] for name in list(res)[:4])
+    for name in list(res)[:5]:
+        rows.append((name, *res[name]) if not name.startswith("NumPy") else (name, 0.0, res[name][1]))  # NumPy compiles nothing
+    t_hand, t_hand_se, t_ulam, t_np, t_np64 = (res[name][1] for name in list(res)[:5])
     c_rq, t_rq = res["rqmc-ulam"]
     t_sp = res["rqmc-scipy"][1]
     mem = {b: peak_memory_mb(10**8, b) for b in (None,)}
@@ -165,7 +173,11 @@ def main() -> str:
         "",
         f"- ulam / hand-written mean: **{overhead:.3f}×** (target ≤ 1.05×); "
         f"ulam / hand-written mean+stderr: **{overhead_se:.3f}×**.",
-        f"- NumPy / ulam (plain MC): **{speed_np:.2f}×** faster (target ≥ 5×).",
+        f"- NumPy / ulam (plain MC): **{speed_np:.2f}×** faster against float32 NumPy, "
+        f"**{med(t_np64) / med(t_ulam):.2f}×** against NumPy's float64 default (target ≥ 5×). Both sides are bound "
+        "by normal-variate generation here: JAX's counter-based threefry + inverse-erf normals run at about the "
+        "speed of NumPy's ziggurat on one CPU core, so the ratio on a CPU cannot approach 5× for an integrand "
+        "this cheap; an accelerator would change that (none was lent to this machine).",
         "",
         f"RQMC of a smooth 5-d integrand, 16 scrambles × 2^16 Sobol' points: ulam compile {c_rq:.2f} s, "
         f"run median {1e3 * med(t_rq):.1f} ms; SciPy `qmc.Sobol(scramble=True)` + NumPy median "

@@ -476,7 +476,9 @@ class Sampler:
                     f"{bad.tolist()}; start every chain inside the support of the target"
                 )
             if hasattr(states, "logdensity_grad"):
-                g = np.asarray(jax.vmap(ravel)(states.logdensity_grad))
+                g = np.concatenate(
+                    [np.asarray(l).reshape(self.num_chains, -1) for l in jax.tree_util.tree_leaves(states.logdensity_grad)],
+                    axis=1)
                 bad = np.flatnonzero(~np.all(np.isfinite(g), axis=1))
                 if bad.size:
                     raise ValueError(
@@ -485,7 +487,9 @@ class Sampler:
                     )
         else:
             states = jax.vmap(kernel.init)(initial_position)
-        one = jax.tree_util.tree_map(lambda x: x[0], initial_position)
+        # The adaptation state below is built with NumPy on the host: built with jax.numpy, each
+        # first-time eager op compiled a program of its own (13 of them, ~0.5 s of a first call).
+        one = jax.tree_util.tree_map(lambda x: np.asarray(x)[0], initial_position)
         z, unravel = ravel_pytree(one)
         dim, dtype = z.shape[0], z.dtype
         self._unravel = unravel
@@ -502,24 +506,28 @@ class Sampler:
                 2.38 / np.sqrt(dim) if kernel == "rwm" else 0.5 / dim ** (1 / 3))
         else:
             eps0 = self._step_size0
-        step_size = jnp.broadcast_to(jnp.asarray(eps0, dtype), (c,))
+        dtype = np.dtype(dtype)
+        step_size = np.full((c,), eps0, dtype)
         inv = self._inv0
         if inv is None:
-            inv = jnp.ones((dim,), dtype) if cfg.metric != "dense" else jnp.eye(dim, dtype=dtype)
-        inv = jnp.asarray(inv, dtype)
+            inv = np.ones((dim,), dtype) if cfg.metric != "dense" else np.eye(dim, dtype=dtype)
+        inv = np.asarray(inv, dtype)
         expected = (dim,) if cfg.metric != "dense" else (dim, dim)
         if inv.shape == expected:
-            inv = jnp.broadcast_to(inv, (c,) + expected)
+            inv = np.broadcast_to(inv, (c,) + expected).copy()
         elif inv.shape != (c,) + expected:
             raise ValueError(
                 f"inverse_mass_matrix: expected shape {expected} (or {(c,) + expected} per chain) for "
                 f"metric={cfg.metric!r}, got {inv.shape}"
             )
         dense = cfg.metric == "dense"
-        welford = ad.welford_init(dim, dense, dtype)
-        da = ad.dual_averaging_init(step_size[0] if cfg.adapt == "pooled" else step_size)
+        welford = ad.WelfordState(np.zeros((), dtype), np.zeros((dim,), dtype),
+                                  np.zeros((dim, dim) if dense else (dim,), dtype))
+        eps_da = step_size[0] if cfg.adapt == "pooled" else step_size
+        zero = np.zeros_like(eps_da)
+        da = ad.DualAveragingState(np.log(eps_da), zero, zero, zero, np.log(10.0 * eps_da))
         if cfg.adapt != "pooled":
-            welford = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (c,) + x.shape), welford)
+            welford = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (c,) + x.shape).copy(), welford)
         stream = ()
         if cfg.stream_batches:
             out_dim = dim if cfg.stream_fn is None else jax.eval_shape(cfg.stream_fn, z).shape[0]
@@ -530,10 +538,10 @@ class Sampler:
             inverse_mass_matrix=inv,
             dual_averaging=da,
             welford=welford,
-            num_divergent=jnp.zeros((c,), jnp.int32),
-            num_divergent_warmup=jnp.zeros((c,), jnp.int32),
-            sum_acceptance=jnp.zeros((c,), dtype),
-            num_grad_evals=jnp.zeros((c,), jnp.int32),
+            num_divergent=np.zeros((c,), np.int32),
+            num_divergent_warmup=np.zeros((c,), np.int32),
+            sum_acceptance=np.zeros((c,), dtype),
+            num_grad_evals=np.zeros((c,), np.int32),
             stream=stream,
         )
         key_data = np.asarray(jax.random.key_data(key))
