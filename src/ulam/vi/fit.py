@@ -125,6 +125,9 @@ def fit(
     try:
         for c in range(num_chunks):
             params, opt_state, vals = run_chunk(params, opt_state, keys[c * chunk:(c + 1) * chunk], *data)
+            # the next chunk needs these parameters: dispatched before they exist, its XLA worker
+            # thread would busy-wait and take a core from this one (see ulam.mcmc.driver)
+            jax.block_until_ready(params)
             values.append(vals)
             if bar is not None:
                 bar.update(task, advance=chunk, description=f"objective {float(np.mean(np.asarray(vals))):.4g}")
