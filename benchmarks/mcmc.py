@@ -413,8 +413,10 @@ def main():
         "that the kernel and the adaptation scheme can be told apart. Run time is warm-up plus sampling.",
         "",
         "How to read it: the steady-state ratio is the product of ESS per gradient (one seed's min bulk ESS over "
-        "31 parameters scatters by ±10–15 % between seeds) and time per gradient (next section), so with 5 "
-        "rounds its spread is wide; the per-component ratios say where a difference comes from. The kernel alone "
+        "31 parameters scatters by ±10–15 % between seeds) and time per gradient (next section), so with "
+        f"{args.repeats} rounds its spread is wide; the per-component ratios say where a difference comes from. "
+        "Now and then one run of any library (seen in ulam's and in BlackJAX's) has two XLA worker threads busy "
+        "at once, CPU well above wall and wall ~20 % longer; the medians absorb it. The kernel alone "
         "costs the same per gradient as BlackJAX's (next section); ulam's default gains in the warm-up and in "
         "the step size it settles on (pooled adaptation: fewer leapfrog steps per draw at the same ESS per "
         "draw).",
