@@ -1,5 +1,9 @@
 """ulam.sorting: the CPU-fast differentiable sort must equal jnp.sort in value and derivative."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,11 +69,38 @@ def test_float64(x64):
     assert argsort(x, method="host").dtype == jnp.int64
 
 
-def test_auto_picks_host_for_large_cpu_arrays():
+def test_auto_picks_host_for_large_cpu_arrays(monkeypatch):
+    import ulam.sorting as S
+
     assert jax.default_backend() == "cpu"
+    monkeypatch.setattr(S, "_cpus_available", lambda: 2)
     assert sort_method(jnp.zeros(CPU_HOST_SORT_MIN_SIZE)) == "host"
     assert sort_method(jnp.zeros(CPU_HOST_SORT_MIN_SIZE - 1)) == "xla"
     assert sort_method(jnp.zeros(4096, jnp.bfloat16)) == "xla"
+    # One CPU: the host callback can wait forever on XLA's only worker thread.
+    monkeypatch.setattr(S, "_cpus_available", lambda: 1)
+    assert sort_method(jnp.zeros(4096)) == "xla"
+
+
+_ONE_CPU_CHILD = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import jax, jax.numpy as jnp, numpy as np
+from ulam.sorting import sort
+a = jnp.asarray(np.random.default_rng(0).normal(size=(200, 1000)).astype(np.float32))
+xla = jax.jit(lambda a: jnp.sort(a, axis=-1))
+auto = jax.jit(lambda a: sort(a))
+out = jax.block_until_ready((xla(a), auto(a)))  # dispatched together: hung when auto took the host path
+print(bool((out[0] == out[1]).all()))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_one_cpu_process_does_not_deadlock():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", _ONE_CPU_CHILD], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
 
 
 def test_bad_input():

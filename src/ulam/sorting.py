@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,13 @@ def sort_method(x, method: str = "auto") -> str:
 
     ``"auto"`` picks ``"host"`` on the CPU backend for real or integer arrays of at
     least :data:`CPU_HOST_SORT_MIN_SIZE` elements and ``"xla"`` otherwise (GPU,
-    TPU, small arrays, dtypes NumPy cannot sort natively such as bfloat16).
+    TPU, small arrays, dtypes NumPy cannot sort natively such as bfloat16), and
+    also when the process may run on only one CPU (``os.sched_getaffinity``): JAX
+    runs the host callback on XLA's worker thread and first moves the operand
+    with ``device_put``, which then waits for that same thread if another
+    computation is in flight -- measured here under ``taskset -c 0``, a jitted
+    ``jnp.sort`` and a host sort dispatched together never returned. (An explicit
+    ``method="host"`` on one CPU keeps that risk; block on other work first.)
     Under ``jax.vmap`` the size seen is that of one batch member.
     """
     if method not in _METHODS:
@@ -68,9 +75,16 @@ def sort_method(x, method: str = "auto") -> str:
         return method
     dtype = jnp.dtype(x.dtype)
     native = dtype in (np.float16, np.float32, np.float64) or jnp.issubdtype(dtype, jnp.integer)
-    if jax.default_backend() == "cpu" and native and x.size >= CPU_HOST_SORT_MIN_SIZE:
+    if jax.default_backend() == "cpu" and native and x.size >= CPU_HOST_SORT_MIN_SIZE and _cpus_available() > 1:
         return "host"
     return "xla"
+
+
+def _cpus_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # platforms without affinity (macOS): every core is available
+        return os.cpu_count() or 1
 
 
 def _np_sort_last(a, dtype):
