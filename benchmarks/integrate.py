@@ -16,6 +16,8 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
+import _one_core  # noqa: E402  (before jax: one core, see its docstring)
+
 import platform
 import subprocess
 import sys
@@ -155,7 +157,7 @@ def main() -> str:
     lines = [
         "## Integration (`benchmarks/integrate.py`)",
         "",
-        "Command: `.venv/bin/python benchmarks/integrate.py` (one XLA thread; "
+        f"Command: `.venv/bin/python benchmarks/integrate.py` ({_one_core.DESCRIPTION}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}, "
         f"numpyro {numpyro.__version__}, numpy {np.__version__}, scipy {scipy.__version__}).",
         "",
@@ -175,9 +177,10 @@ def main() -> str:
         f"ulam / hand-written mean+stderr: **{overhead_se:.3f}×**.",
         f"- NumPy / ulam (plain MC): **{speed_np:.2f}×** faster against float32 NumPy, "
         f"**{med(t_np64) / med(t_ulam):.2f}×** against NumPy's float64 default (target ≥ 5×). Both sides are bound "
-        "by normal-variate generation here: JAX's counter-based threefry + inverse-erf normals run at about the "
-        "speed of NumPy's ziggurat on one CPU core, so the ratio on a CPU cannot approach 5× for an integrand "
-        "this cheap; an accelerator would change that (none was lent to this machine).",
+        "by normal-variate generation here, and on one CPU core JAX's counter-based threefry + inverse-erf normals "
+        "are no faster than NumPy's ziggurat (slower than its float32 path), so on a CPU the ratio cannot approach "
+        "5× for an integrand this cheap; an accelerator would change that (none was lent to this machine). "
+        "`ULAM_BENCH_ALL_CORES=1` lets XLA split the fusion over every core (NumPy stays on one).",
         "",
         f"RQMC of a smooth 5-d integrand, 16 scrambles × 2^16 Sobol' points: ulam compile {c_rq:.2f} s, "
         f"run median {1e3 * med(t_rq):.1f} ms; SciPy `qmc.Sobol(scramble=True)` + NumPy median "

@@ -24,6 +24,10 @@ import sys
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import _one_core  # noqa: E402  (before jax: one core, see its docstring)
+
+LOAD_AT_START = os.getloadavg()[0]
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -128,7 +132,7 @@ def main(argv=None):
         f"Command: `{command.strip()}`",
         "",
         f"Versions: jax {jax.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
-        f"{platform.machine()} CPU, one XLA thread (`XLA_FLAGS={os.environ['XLA_FLAGS']}`).",
+        f"{platform.machine()} CPU, {_one_core.DESCRIPTION} (`XLA_FLAGS={os.environ['XLA_FLAGS']}`).",
         "",
         "Problem: Laplace, unit disk / ball, g = x0^2 - x1^2, epsilon = 1e-3, 16 query points. "
         f"ulam and NumPy vectorised run {args.walks} walks per point, the NumPy loop {args.loop_walks}; "
@@ -156,9 +160,9 @@ def main(argv=None):
         "Zombie (C++, rohan-sawhney/zombie) was not built for this comparison: it needs a CMake build with git "
         "submodules (FCPW, TBB, nanobind), out of scope for this machine and session.",
         "",
-        "Measured on a 2-core machine shared with other jobs while this ran (load average well above 2), so "
-        "absolute rates are depressed and noisy; both sides ran alternately in one process, so the ratios are "
-        "the meaningful numbers.",
+        f"1-minute load average {LOAD_AT_START:.1f} at the start and {os.getloadavg()[0]:.1f} at the end on "
+        f"{os.cpu_count()} cores; both sides ran alternately in one process, so the ratios are the meaningful "
+        "numbers.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import _one_core  # noqa: E402  (before jax: one core, see its docstring)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -241,14 +243,13 @@ def main():
         f"Command: `XLA_FLAGS=\"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1\" .venv/bin/python {cmd}`",
         "",
         f"Versions: jax {jax.__version__}, particles {getattr(_p, '__version__', '0.3')}, "
-        f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()} CPU, one XLA thread. "
+        f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()} CPU, {_one_core.DESCRIPTION}. "
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 1-minute load average at the start {load:.1f} on "
         f"{os.cpu_count()} cores.",
         "",
-        "**The machine was shared with several other processes while this ran; the numbers are real measurements "
-        "but noisy. Every implementation runs in the same process, alternating (order reversed every repeat), in "
+        "Every implementation runs in the same process, alternating (order reversed every repeat), in "
         "several rounds; ratios are given from the overall medians, the overall minima, and as the range of the "
-        "per-round median ratios.**",
+        "per-round median ratios.",
         "",
         f"## Bootstrap filter, linear-Gaussian model, T = {T}",
         "",
@@ -326,7 +327,7 @@ def main():
         "independent-MH kernel of Dau & Chopin (2023) started at the particle's ancestor, 2 moves): O(N Ñ) per "
         "step, no O(N^2) path. `\"exact\"` is the O(N^2) kernel (kept for small N; `auto` uses it for N <= 256).",
         "",
-        "Run times are wall-clock; with one XLA thread, this process's CPU seconds per run (last column) is what "
+        "Run times are wall-clock; on one core, this process's CPU seconds per run (last column) is what "
         "the run would take on an otherwise idle core, and is robust to the other processes on the machine.",
         "",
         "| N | backward | compile s | run s wall (min / median) | run CPU s (median) | estimate | RTS truth |",
@@ -358,7 +359,7 @@ def main():
         f"Target: N = 10^4 in under 2 s after compilation: median {np.median(t_auto):.3f} s wall "
         f"({'met' if np.median(t_auto) < 2 else 'NOT met'} on this machine), {np.median(c_auto):.3f} s CPU "
         f"({'met' if np.median(c_auto) < 2 else 'NOT met'}). (The exact-law `\"rejection\"` sampler with its O(N^2) "
-        "fallback took 16-22 s per run here in the previous pass and 76 s under today's load; it is not rerun.)",
+        "fallback took 16-22 s per run here in the previous pass and 76 s under load in the pass after; it is not rerun.)",
     ]
     # particles' PaRIS at N = 100.
     from particles import collectors

@@ -17,6 +17,12 @@ import os
 # One thread everywhere: on shared 2-core machines two threads per process were measured
 # up to 2.5x slower when another process held a core.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+# Not pinned to one core: on one CPU ulam.sorting's "auto" keeps XLA's sort (its host callback can
+# wait forever on XLA's only worker thread), so pinning would measure a path a multi-core user never
+# takes. POT and ulam's host sort are single-threaded NumPy and Eigen is single-threaded by the flag.
+os.environ.setdefault("ULAM_BENCH_ALL_CORES", "1")
+import _one_core  # noqa: E402  (before jax, see its docstring)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
@@ -165,7 +171,8 @@ def sort_paths(repeats: int) -> list[str]:
     host = jax.jit(lambda a: sort(a, method="host"))
     for shape in ((256,), (1000,), (10, 300), (100, 1000), (200, 1000)):
         a = jnp.asarray(np.random.default_rng(0).normal(size=shape).astype(np.float32))
-        jax.block_until_ready((xla(a), host(a)))
+        jax.block_until_ready(xla(a))
+        jax.block_until_ready(host(a))
         t = _alternate({"xla": lambda: xla(a), "host": lambda: host(a)}, repeats)
         pick = "host" if a.size >= CPU_HOST_SORT_MIN_SIZE else "xla"
         lines.append(f"| {shape} | {1e3 * min(t['xla']):.3f} | {1e3 * min(t['host']):.3f} | {pick} | "
@@ -188,9 +195,9 @@ def main():
         "",
         f"Versions: ulam {ulam.__version__}, jax {jax.__version__}, POT {ot.__version__}, ott-jax {ott.__version__}, "
         f"numpy {np.__version__}, Python {platform.python_version()}; backend {jax.default_backend()}, "
-        f"{os.cpu_count()} CPU cores, one thread per library. Load average at start: {load:.1f}.",
+        f"{os.cpu_count()} CPU cores, {_one_core.DESCRIPTION}. Load average at start: {load:.1f}.",
         "",
-        "The machine is shared with other jobs while this runs, so absolute times are noisy; every comparison "
+        "Absolute times move with the load (above); every comparison "
         "alternates the libraries within one process on the same inputs, and the ratios use the minimum over "
         "repeats. POT runs on NumPy float32 arrays, ott-jax and ulam on the same values as JAX arrays; each call "
         "draws its own L = 100 directions.",

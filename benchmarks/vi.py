@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import _one_core  # noqa: E402  (before jax: one core, see its docstring)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
@@ -233,7 +235,7 @@ def main():
         f".venv/bin/python benchmarks/vi.py{' --quick' if args.quick else ''}`",
         "",
         f"Versions: python {platform.python_version()}, jax {jax.__version__}, numpyro {numpyro.__version__}, "
-        f"optax {optax.__version__}; CPU, one XLA thread. 1-minute load average {LOAD_AT_START:.1f} at the start and "
+        f"optax {optax.__version__}; CPU, {_one_core.DESCRIPTION}. 1-minute load average {LOAD_AT_START:.1f} at the start and "
         f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, times are noisy); "
         "repeats alternate between the implementations so load changes hit all of them, and the min is the "
         "least-disturbed run.",
