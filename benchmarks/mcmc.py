@@ -22,6 +22,8 @@ import sys
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import _one_core  # noqa: E402  (before jax: one core, see its docstring)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
@@ -363,10 +365,10 @@ def main():
         f".venv/bin/python benchmarks/mcmc.py --repeats {args.repeats}`",
         "",
         f"Versions: ulam {ulam.__version__}, jax {jax.__version__}, BlackJAX {blackjax.__version__}, "
-        f"NumPyro {numpyro.__version__}; CPU, one XLA thread. 1-minute load average {LOAD_AT_START:.1f} at the start "
+        f"NumPyro {numpyro.__version__}; CPU, {_one_core.DESCRIPTION}. 1-minute load average {LOAD_AT_START:.1f} at the start "
         f"and {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, wall times are "
         "inflated and noisy). Wall time is what a user waits for and is the primary measure on a quiet machine; "
-        "process CPU seconds (all threads of the process: NumPyro's runs and XLA's compiler use a second thread) "
+        "process CPU seconds (all threads of the process) "
         "are shown beside it. Each call starts after a garbage collection and a 1-s pause; the "
         "libraries alternate in one process with the order rotated every round, and every round gives all three "
         "the same seed. Figures are median (min–max) over the rounds; ratios are computed per round (paired by "
@@ -415,7 +417,7 @@ def main():
         "How to read it: the steady-state ratio is the product of ESS per gradient (one seed's min bulk ESS over "
         "31 parameters scatters by ±10–15 % between seeds) and time per gradient (next section), so with "
         f"{args.repeats} rounds its spread is wide; the per-component ratios say where a difference comes from. "
-        "Now and then one run of any library (seen in ulam's and in BlackJAX's) has two XLA worker threads busy "
+        "Unpinned (`ULAM_BENCH_ALL_CORES=1`), now and then one run of any library (seen in ulam's and in BlackJAX's) has two XLA worker threads busy "
         "at once, CPU well above wall and wall ~20 % longer; the medians absorb it. The kernel alone "
         "costs the same per gradient as BlackJAX's (next section); ulam's default gains in the warm-up and in "
         "the step size it settles on (pooled adaptation: fewer leapfrog steps per draw at the same ESS per "
