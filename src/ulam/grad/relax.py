@@ -143,7 +143,7 @@ def _categorical_relaxation(distribution, d, params, key):
 
 
 def _relax(f, params, keys, control, control_params, relaxation):
-    """The RELAX estimator given a relaxation ``k -> (b, log p_th(b), z(th), z_tilde(th))``.
+    r"""The RELAX estimator given a relaxation ``k -> (b, log p_th(b), z(th), z_tilde(th))``.
 
     Also returns the gradient of the variance proxy :math:`E[\sum_k \hat g_k^2]` in the control's parameters.
     """
