@@ -152,6 +152,16 @@ def _spread(v):
     return float(np.median(v)), float(v.min()), float(v.max())
 
 
+# Per-round figures of one library, from its round ``x`` and its summary row ``r`` (compile estimates).
+_FIGURES = {
+    "ess_s": lambda x, r: x["ess"] / x["cpu"],
+    "ess_s_wall": lambda x, r: x["ess"] / x["wall"],
+    "ess_s_incl": lambda x, r: x["ess"] / (x["cpu"] + r["compile"]),
+    "ess_s_incl_wall": lambda x, r: x["ess"] / (x["wall"] + r["compile_wall"]),
+    "ess_per_grad": lambda x, r: x["ess_per_grad"],
+}
+
+
 def nuts_section(repeats):
     """First calls (compile + run), then ``repeats`` rounds with fresh seeds, library order rotated per round.
 
@@ -196,30 +206,20 @@ def nuts_section(repeats):
         cpu_med = float(np.median([x["cpu"] for x in rr]))
         compile_s = max(0.0, first[name]["cpu"] - cpu_med)
         compile_wall = max(0.0, first[name]["wall"] - float(np.median([x["wall"] for x in rr])))
+        row = dict(first=first[name], rounds=rr, compile=compile_s, compile_wall=compile_wall)
         rows[name] = dict(
-            first=first[name], rounds=rr, compile=compile_s, compile_wall=compile_wall,
-            ess_s_incl_wall=_spread([x["ess"] / (x["wall"] + compile_wall) for x in rr]),
+            row,
             cpu=_spread([x["cpu"] for x in rr]), wall=_spread([x["wall"] for x in rr]),
             ess=_spread([x["ess"] for x in rr]), grads=_spread([x["grads"] for x in rr]),
             ess_per_kgrad=_spread([1e3 * x["ess_per_grad"] for x in rr]),
-            ess_s=_spread([x["ess"] / x["cpu"] for x in rr]),
-            ess_s_wall=_spread([x["ess"] / x["wall"] for x in rr]),
-            ess_s_incl=_spread([x["ess"] / (x["cpu"] + compile_s) for x in rr]),
             recompiles=max(x["compiles"] for x in rr),
+            **{key_: _spread([f(x, row) for x in rr]) for key_, f in _FIGURES.items() if key_ != "ess_per_grad"},
         )
     ratios = {}
     for anchor in ("BlackJAX", "NumPyro", "ulam per_chain"):
-        for key_, f in (("ess_s", lambda x, c: x["ess"] / x["cpu"]),
-                        ("ess_s_wall", lambda x, c: x["ess"] / x["wall"]),
-                        ("ess_s_incl", lambda x, c: x["ess"] / (x["cpu"] + c)),
-                        ("ess_per_grad", lambda x, c: x["ess_per_grad"])):
-            per_round = [f(u, rows["ulam"]["compile"]) / f(a, rows[anchor]["compile"])
-                         for u, a in zip(rounds["ulam"], rounds[anchor])]
+        for key_, f in _FIGURES.items():
+            per_round = [f(u, rows["ulam"]) / f(a, rows[anchor]) for u, a in zip(rounds["ulam"], rounds[anchor])]
             ratios[(key_, anchor)] = _spread(per_round)
-        per_round = [(u["ess"] / (u["wall"] + rows["ulam"]["compile_wall"]))
-                     / (a["ess"] / (a["wall"] + rows[anchor]["compile_wall"]))
-                     for u, a in zip(rounds["ulam"], rounds[anchor])]
-        ratios[("ess_s_incl_wall", anchor)] = _spread(per_round)
     return rows, ratios
 
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import _one_core  # noqa: E402  (before jax: one core, see its docstring)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
@@ -113,42 +113,29 @@ def build(b, data, key, steps):
     keys = jax.random.split(jax.random.key(1), steps)
     key_list = list(keys)  # indexed on the host: no eager device op inside the timed loop
 
-    def uscan(state, keys, x):
-        def body(c, k):
-            p, s, v = ustep(c[0], c[1], k, x)
-            return (p, s), v
+    def jax_impl(step, state0):
+        """A step ``(params, opt_state, key, x) -> (params, opt_state, value)``, jitted per step and in a scan."""
 
-        return jax.lax.scan(body, state, keys)
-
-    impls = {"ulam": dict(
-        step=jax.jit(lambda st, k, x: (lambda p, s, v: ((p, s), v))(*ustep(st[0], st[1], k, x)), donate_argnums=0),
-        scan=jax.jit(uscan, donate_argnums=0),
-        init=lambda: _copy(ustate0),
-        step_args=lambda i: (key_list[i], x),
-        scan_args=(keys, x),
-    )}
-    # The same step written by hand in JAX, with the parameters as ulam takes them, (theta, phi),
-    # and as NumPyro stores them, a dict whose sorted keys put the guide's first.
-    for name, as_dict in (("hand", False), ("hand_dict", True)):
-        hstep = _hand_step(opt, as_dict)
-        p0 = {"phi": phi0, "theta": theta0} if as_dict else params0
-        h0 = (p0, opt.init(p0))
-
-        def hscan(state, keys, x, hstep=hstep):
+        def scan(state, keys, x):
             def body(c, k):
-                p, s, v = hstep(c[0], c[1], k, x)
+                p, s, v = step(c[0], c[1], k, x)
                 return (p, s), v
 
             return jax.lax.scan(body, state, keys)
 
-        impls[name] = dict(
-            step=jax.jit(lambda st, k, x, hstep=hstep: (lambda p, s, v: ((p, s), v))(*hstep(st[0], st[1], k, x)),
-                         donate_argnums=0),
-            scan=jax.jit(hscan, donate_argnums=0),
-            init=lambda h0=h0: _copy(h0),
+        return dict(
+            step=jax.jit(lambda st, k, x: (lambda p, s, v: ((p, s), v))(*step(st[0], st[1], k, x)), donate_argnums=0),
+            scan=jax.jit(scan, donate_argnums=0),
+            init=lambda: _copy(state0),
             step_args=lambda i: (key_list[i], x),
             scan_args=(keys, x),
         )
+
+    impls = {"ulam": jax_impl(ustep, ustate0)}
+    # The same step written by hand in JAX, with the parameters as ulam takes them, (theta, phi),
+    # and as NumPyro stores them, a dict whose sorted keys put the guide's first.
+    for name, p0 in (("hand", params0), ("hand_dict", {"phi": phi0, "theta": theta0})):
+        impls[name] = jax_impl(_hand_step(opt, isinstance(p0, dict)), (p0, opt.init(p0)))
     model, q = numpyro_pair(theta0, phi0)
     for name, loss in (("Trace_ELBO", Trace_ELBO), ("TraceGraph_ELBO", TraceGraph_ELBO)):
         svi = SVI(model, q, numpyro.optim.optax_to_numpyro(optax.adam(LR)), loss())

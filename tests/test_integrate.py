@@ -51,8 +51,10 @@ def test_batching_is_exact_and_memory_bounded(key):
     # from zero after the offset), so mean and stderr must equal NumPy's on the same numbers
     # whatever the chunking (remainder chunk or none) -- also with a float32 offset of 10^4,
     # where one-pass sums would cancel catastrophically without a good shift.
+    def sampler(k, num):
+        return 1e4 + jnp.arange(num, dtype=jnp.float32) / 100.0
+
     for batch in (1_000, 999, 10_000):
-        sampler = lambda k, num: 1e4 + jnp.arange(num, dtype=jnp.float32) / 100.0
         est = ulam.monte_carlo(lambda x: x, sampler, key, 10_000, batch_size=batch)
         full, rest = divmod(10_000, batch)
         x = np.concatenate([np.arange(batch)] * full + [np.arange(rest)]) / 100.0 + 1e4

@@ -95,7 +95,11 @@ print(bool((out[0] == out[1]).all()))
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity"),
+    reason="the deadlock needs a process confined to one CPU, which only os.sched_setaffinity (Linux) arranges; "
+    "without it ulam.sorting never sees one CPU and the rule under test cannot apply",
+)
 def test_one_cpu_process_does_not_deadlock():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run([sys.executable, "-c", _ONE_CPU_CHILD], capture_output=True, text=True, timeout=120, env=env)

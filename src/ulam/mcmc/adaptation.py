@@ -48,10 +48,12 @@ class DualAveragingState(NamedTuple):
     mu: jax.Array
 
 
-def dual_averaging_init(step_size) -> DualAveragingState:
-    step_size = jnp.asarray(step_size)
-    zero = jnp.zeros_like(step_size)
-    return DualAveragingState(jnp.log(step_size), zero, zero, zero, jnp.log(10.0 * step_size))
+def dual_averaging_init(step_size, xp=jnp) -> DualAveragingState:
+    """The state before any update. ``xp=numpy`` builds it on the host: outside ``jit``, each
+    eager ``jax.numpy`` op would compile a program of its own."""
+    step_size = xp.asarray(step_size)
+    zero = xp.zeros_like(step_size)
+    return DualAveragingState(xp.log(step_size), zero, zero, zero, xp.log(10.0 * step_size))
 
 
 def dual_averaging_update(
@@ -79,9 +81,10 @@ class WelfordState(NamedTuple):
     m2: jax.Array  # (d,) for diagonal, (d, d) for dense
 
 
-def welford_init(dim: int, dense: bool, dtype=jnp.float32) -> WelfordState:
-    m2 = jnp.zeros((dim, dim) if dense else (dim,), dtype)
-    return WelfordState(jnp.zeros((), dtype), jnp.zeros((dim,), dtype), m2)
+def welford_init(dim: int, dense: bool, dtype=jnp.float32, xp=jnp) -> WelfordState:
+    """Empty running moments (``xp`` as in :func:`dual_averaging_init`)."""
+    m2 = xp.zeros((dim, dim) if dense else (dim,), dtype)
+    return WelfordState(xp.zeros((), dtype), xp.zeros((dim,), dtype), m2)
 
 
 def welford_update(state: WelfordState, x) -> WelfordState:

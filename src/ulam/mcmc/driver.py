@@ -521,11 +521,8 @@ class Sampler:
                 f"metric={cfg.metric!r}, got {inv.shape}"
             )
         dense = cfg.metric == "dense"
-        welford = ad.WelfordState(np.zeros((), dtype), np.zeros((dim,), dtype),
-                                  np.zeros((dim, dim) if dense else (dim,), dtype))
-        eps_da = step_size[0] if cfg.adapt == "pooled" else step_size
-        zero = np.zeros_like(eps_da)
-        da = ad.DualAveragingState(np.log(eps_da), zero, zero, zero, np.log(10.0 * eps_da))
+        welford = ad.welford_init(dim, dense, dtype, xp=np)
+        da = ad.dual_averaging_init(step_size[0] if cfg.adapt == "pooled" else step_size, xp=np)
         if cfg.adapt != "pooled":
             welford = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (c,) + x.shape).copy(), welford)
         stream = ()
