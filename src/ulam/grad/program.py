@@ -17,6 +17,10 @@ mvd           measure-valued: every other value of each    Bernoulli, Categorica
               coordinate is run as a coupled branch
 ============  ==========================================  =====================================
 
+``t.sample_with_log_prob(name, distribution, strategy)`` returns the choice and its log-density
+(what a variational objective needs of its guide); for a reparameterised Normal the density comes
+from the standard draw behind the sample, which saves work without changing value or gradient.
+
 ``program_gradient`` turns the program into one *surrogate* whose ordinary ``jax.grad`` is the
 unbiased estimator (the stochastic-computation-graph / DiCE construction: Schulman et al. 2015;
 Foerster et al. 2018). Enumerated and measure-valued choices are run as branches under ``vmap``:
@@ -175,6 +179,15 @@ class _Site(NamedTuple):
     dtype: Any
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _normal_loc_scale(d):
+    """``(loc, scale)`` of a numpyro ``Normal`` (bare or in ``Independent``), else None; subclasses excluded."""
+    base = d.base_dist if type(d) is dist.Independent else d
+    return (base.loc, base.scale) if type(base) is dist.Normal else None
+
+
 def _site_key(key, name):
     return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
@@ -191,6 +204,7 @@ class _Tracer:
         self.log_weight = 0.0
         self.reinforce_logp = {}
         self.mvd_probs = {}
+        self.standard_normals = {}  # reparameterised Normal sites: name -> (standard draw, scale)
 
     def sample(self, name, distribution, strategy: Strategy | None = None):
         if isinstance(distribution, Choice):
@@ -214,6 +228,12 @@ class _Tracer:
         site = self.sites[name]
         kind = site.kind
         if kind == "reparam":
+            loc_scale = _normal_loc_scale(d)
+            if loc_scale is not None:  # the draws of numpyro's Normal.rsample, with the standard draw kept
+                loc, scale = loc_scale
+                eps = jax.random.normal(k, tuple(d.batch_shape) + tuple(d.event_shape))
+                self.standard_normals[name] = (eps, scale)
+                return loc + eps * scale
             return d.rsample(k) if hasattr(d, "rsample") else d.sample(k)
         if kind == "reinforce":
             x = jax.lax.stop_gradient(d.sample(k))
@@ -233,6 +253,25 @@ class _Tracer:
         per_value = jax.vmap(lambda v: jnp.ravel(jnp.broadcast_to(jnp.exp(C.log_prob(d, v)), site.batch)))(sup)
         self.mvd_probs[name] = per_value  # (S, K)
         return x
+
+    def sample_with_log_prob(self, name, distribution, strategy: Strategy | None = None):
+        r"""``(x, log q(x))``: a choice drawn as :meth:`sample` does, and its log-density summed over all axes.
+
+        For a reparameterised Normal (also wrapped in ``Independent``) the density is taken from the
+        standard draw :math:`\varepsilon` behind :math:`x = \mu + \sigma\varepsilon`:
+        :math:`\log q(x) = \sum -\tfrac12\varepsilon^2 - \log\sigma - \tfrac12\log 2\pi`. As a
+        function of the parameters at fixed :math:`\varepsilon` this *is* :math:`\log q_\phi(x(\phi))`,
+        so value and gradient are the same, but the step skips recomputing
+        :math:`(x-\mu)/\sigma` and differentiating through it (an ELBO step does this once per
+        latent coordinate). Any other family or strategy: ``log_prob`` of the draw.
+        """
+        x = self.sample(name, distribution, strategy)
+        standard = self.standard_normals.pop(name, None)
+        if standard is not None:
+            eps, scale = standard
+            return x, jnp.sum(-0.5 * eps**2 - jnp.log(scale) - _HALF_LOG_2PI)
+        d = distribution.distribution if isinstance(distribution, Choice) else distribution
+        return x, jnp.sum(C.log_prob(d, x))
 
     @staticmethod
     def _check(name, d, strategy):

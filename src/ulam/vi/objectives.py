@@ -156,10 +156,11 @@ def iwae(log_joint: Callable, guide: Callable, num_particles: int, *, strategy: 
                 draws = [_guide_draw(t, f"z{k}", guide, log_joint, theta, phi, data, strategy) for k in range(K)]
                 log_w = jnp.stack([log_joint(z, theta, *data) - lq for z, lq in draws])
                 return log_mean_exp(log_w) if K > 1 else log_w[0]
+            if K == 1:  # the ELBO
+                z, log_q = _guide_draw(t, "z", guide, log_joint, theta, phi, data, strategy)
+                return log_joint(z, theta, *data) - log_q
             q = guide(phi, *data)
             zs = t.sample("z", _particles(q, K), strategy)
-            if K == 1:
-                return log_joint(zs, theta, *data) - _sum_lp(q, zs)
             log_w = jax.vmap(lambda z: log_joint(z, theta, *data))(zs) - _sum_lp(q, zs, lead=1)
             return log_mean_exp(log_w)
 
@@ -331,6 +332,4 @@ def _guide_draw(t, name, guide, log_joint, theta, phi, data, strategy):
     """One guide draw and its (exact, or for SIR estimated) log-density."""
     if isinstance(guide, SIRGuide):
         return guide.draw(t, name, log_joint, theta, phi, data, strategy)
-    q = guide(phi, *data)
-    z = t.sample(name, q, strategy)
-    return z, _sum_lp(q, z)
+    return t.sample_with_log_prob(name, guide(phi, *data), strategy)
