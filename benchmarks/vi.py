@@ -14,9 +14,9 @@ Two ways of stepping, each timed for the three implementations:
 * ``scan``: ``STEPS`` steps inside one jitted ``lax.scan`` (how ``ulam.vi.fit`` and
   ``SVI.run`` train), which measures the compiled step without Python dispatch.
 
-Compilation (``lower().compile()``) is timed separately. Repeats alternate between the
-implementations (ulam, Trace_ELBO, TraceGraph_ELBO, ulam, ...) so load changes hit all of them;
-min and median over repeats are reported. Writes docs/benchmarks/vi.md.
+Compilation (``lower().compile()``) is timed separately. Every repeat runs each implementation
+once, in an order that rotates between repeats; ratios are paired (per repeat, then the median,
+with a bootstrap interval). Writes docs/benchmarks/vi.md.
 
 Run:  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
       .venv/bin/python benchmarks/vi.py [--quick]
@@ -179,11 +179,20 @@ def time_mode(impls, mode, steps, repeats):
     for name in impls:  # warm-up run (first-call allocations)
         run(name)
     times = {name: [] for name in impls}
-    for r in range(repeats):
-        order = list(impls) if r % 2 == 0 else list(reversed(list(impls)))
-        for name in order:
+    names = list(impls)
+    for r in range(repeats):  # the order rotates, so every implementation runs in every position equally often
+        for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(run(name))
     return times, compile_s, sizes
+
+
+def paired_ratio(a, b, *, resamples=4000, seed=0):
+    """Median over repeats of a[i] / b[i] (runs of the same repeat saw the same load), with a 95% bootstrap CI."""
+    r = np.asarray(a) / np.asarray(b)
+    rng = np.random.default_rng(seed)
+    boot = np.median(r[rng.integers(0, r.size, (resamples, r.size))], axis=1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return float(np.median(r)), float(lo), float(hi)
 
 
 def _hlo_size(text):
@@ -201,7 +210,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     batches = [64, 256] if args.quick else [64, 256, 1024]
-    repeats, steps = (5, 20) if args.quick else (21, 40)
+    repeats, steps = (5, 20) if args.quick else (41, 40)
     data = digits_binary()
     key = jax.random.key(0)
     rows = []
@@ -209,11 +218,14 @@ def main():
         impls = build(b, data, key, steps)
         for mode in ("step", "scan"):
             times, comp, sizes = time_mode(impls, mode, steps, repeats)
-            mins = {k: min(v) * 1e3 for k, v in times.items()}
             meds = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-            paired = {k: float(np.median(np.asarray(v) / np.asarray(times["Trace_ELBO"]))) for k, v in times.items()}
-            rows.append((b, mode, mins, meds, comp, sizes, paired))
-            print(f"batch {b} {mode}: " + ", ".join(f"{k} {mins[k]:.3f}/{meds[k]:.3f} ms" for k in mins), flush=True)
+            paired = {k: paired_ratio(v, times["Trace_ELBO"]) for k, v in times.items()}
+            paired["ulam/TraceGraph_ELBO"] = paired_ratio(times["ulam"], times["TraceGraph_ELBO"])
+            rows.append((b, mode, meds, comp, sizes, paired))
+            print(f"batch {b} {mode}: " + ", ".join(f"{k} {meds[k]:.3f} ms ({paired[k][0]:.3f})" for k in meds), flush=True)
+
+    def ci(r):
+        return f"**{r[0]:.3f}** [{r[1]:.3f}, {r[2]:.3f}]"
 
     lines = [
         "# ulam.vi vs NumPyro SVI — VAE ELBO training step",
@@ -223,50 +235,46 @@ def main():
         "",
         f"Versions: python {platform.python_version()}, jax {jax.__version__}, numpyro {numpyro.__version__}, "
         f"optax {optax.__version__}; CPU, {_one_core.DESCRIPTION}. 1-minute load average {LOAD_AT_START:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, times are noisy); "
-        "repeats alternate between the implementations so load changes hit all of them, and the min is the "
-        "least-disturbed run.",
+        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores (above the core count, times are noisy).",
         "",
         "Same VAE (10-d latent, 64-128-64 tanh networks, Bernoulli likelihood), same parameter pytree and initial "
         "values, same data (sklearn digits binarised), the same optimizer `optax.adam(1e-3)` on both sides "
         "(NumPyro via `optax_to_numpyro`), one reparameterised draw per row. `step`: one jitted call per step "
         "with parameters and optimizer state donated on every side; `scan`: "
         f"{steps} steps inside one jitted `lax.scan` (as `ulam.vi.fit` and `SVI.run` train). Time per step over "
-        f"{steps} steps per repeat, {repeats} alternating repeats; compile time (`lower().compile()`) separate. "
-        "The last column counts the optimised HLO of each compiled step (top-level ops of the entry computation / "
-        "all instructions), a load-independent measure of the work per step; Trace_ELBO and TraceGraph_ELBO compile "
-        "to the same program here (reparameterised guide), so the spread between their timings shows the noise.",
+        f"{steps} steps per repeat; {repeats} repeats, each running every implementation once in an order that "
+        "rotates from repeat to repeat; compile time (`lower().compile()`) separate. **Ratios are paired**: the "
+        "median over repeats of (ulam's time ÷ the anchor's time in the same repeat), which cancels load that "
+        "changes between repeats, with a 95% bootstrap interval over repeats in brackets. The last column counts "
+        "the optimised HLO of each compiled step (top-level ops of the entry computation / all instructions), a "
+        "load-independent measure of the work per step; Trace_ELBO and TraceGraph_ELBO compile to the same "
+        "program here (reparameterised guide), so the spread between their timings shows the noise.",
         "",
-        "| batch | mode | ulam ms (min / median) | Trace_ELBO ms | TraceGraph_ELBO ms | ulam / Trace_ELBO "
-        "(min / median) | ulam / TraceGraph_ELBO (min / median) | compile s (ulam / Trace / TraceGraph) | "
-        "compiled size: entry ops / all HLO ops (ulam; NumPyro Trace) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| batch | mode | median ms: ulam / Trace_ELBO / TraceGraph_ELBO | ulam ÷ Trace_ELBO | ulam ÷ TraceGraph_ELBO "
+        "| compile s (ulam / Trace / TraceGraph) | compiled size: entry ops / all HLO ops (ulam; NumPyro Trace) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for b, mode, mins, meds, comp, sizes, paired in rows:
+    for b, mode, meds, comp, sizes, paired in rows:
         lines.append(
-            f"| {b} | {mode} | {mins['ulam']:.3f} / {meds['ulam']:.3f} | {mins['Trace_ELBO']:.3f} / "
-            f"{meds['Trace_ELBO']:.3f} | {mins['TraceGraph_ELBO']:.3f} / {meds['TraceGraph_ELBO']:.3f} | "
-            f"{mins['ulam'] / mins['Trace_ELBO']:.3f} / {meds['ulam'] / meds['Trace_ELBO']:.3f} | "
-            f"{mins['ulam'] / mins['TraceGraph_ELBO']:.3f} / {meds['ulam'] / meds['TraceGraph_ELBO']:.3f} | "
+            f"| {b} | {mode} | {meds['ulam']:.3f} / {meds['Trace_ELBO']:.3f} / {meds['TraceGraph_ELBO']:.3f} | "
+            f"{ci(paired['ulam'])} | {ci(paired['ulam/TraceGraph_ELBO'])} | "
             f"{comp['ulam']:.2f} / {comp['Trace_ELBO']:.2f} / {comp['TraceGraph_ELBO']:.2f} | "
             f"{sizes['ulam'][0]} / {sizes['ulam'][1]}; {sizes['Trace_ELBO'][0]} / {sizes['Trace_ELBO'][1]} |"
         )
     lines += [
         "",
-        "The same step written by hand in JAX, and the per-repeat (paired) ratio to Trace_ELBO, median over the "
-        "repeats. *hand*: parameters as ulam takes them, the tuple `(theta, phi)`; *hand, dict*: the identical "
-        "code with the parameters in a dict, which JAX flattens in sorted-key order, guide (`phi`) first, as "
-        "NumPyro's parameter store does. The two hand-written steps differ in nothing but the order of the "
-        "parameter leaves, so the gap between them is what leaf order alone costs or gains on this CPU.",
+        "The same step written by hand in JAX, paired ratio to Trace_ELBO as above. *hand*: parameters as ulam "
+        "takes them, the tuple `(theta, phi)`; *hand, dict*: the identical code with the parameters in a dict, "
+        "which JAX flattens in sorted-key order, guide (`phi`) first, as NumPyro's parameter store does. The two "
+        "hand-written steps differ in nothing but the order of the parameter leaves.",
         "",
-        "| batch | mode | hand ms (min / median) | hand, dict ms (min / median) | paired ratio to Trace_ELBO: ulam | "
-        "hand | hand, dict |",
-        "|---|---|---|---|---|---|---|",
+        "| batch | mode | median ms: hand / hand, dict | ÷ Trace_ELBO: ulam | hand | hand, dict |",
+        "|---|---|---|---|---|---|",
     ]
-    for b, mode, mins, meds, comp, sizes, paired in rows:
+    for b, mode, meds, comp, sizes, paired in rows:
         lines.append(
-            f"| {b} | {mode} | {mins['hand']:.3f} / {meds['hand']:.3f} | {mins['hand_dict']:.3f} / "
-            f"{meds['hand_dict']:.3f} | {paired['ulam']:.3f} | {paired['hand']:.3f} | {paired['hand_dict']:.3f} |"
+            f"| {b} | {mode} | {meds['hand']:.3f} / {meds['hand_dict']:.3f} | {ci(paired['ulam'])} | "
+            f"{ci(paired['hand'])} | {ci(paired['hand_dict'])} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
