@@ -280,8 +280,18 @@ def test_categorical_relax_unbiased_and_control_reduces_variance():
     # gains come from training the control with info['control_params_grad'])
     total = lambda e: float(jnp.sum(e.stderr**2))  # noqa: E731
     assert total(plain) > 1.05 * total(relax), (total(plain), total(relax))
-    with pytest.raises(TypeError, match="REBAR's control .* needs a Bernoulli"):
-        G.rebar_gradient(f_cat, CAT, TH_CAT, K0, 10)
+
+
+def test_categorical_rebar_unbiased_against_enumeration():
+    def f_onehot(o, th):  # f_cat on one-hot vectors, which REBAR's control evaluates at relaxed one-hots
+        return ((o[0] @ W_CAT[0]) * (o[1] @ W_CAT[1]) + o[1] @ W_CAT[1]) ** 2 + 0.1 * jnp.sum(th**2)
+
+    exact = G.enumeration_gradient(f_cat, CAT, TH_CAT)
+    rebar = G.rebar_gradient(f_onehot, CAT, TH_CAT, K0, 3000)
+    assert_within_stderr(rebar, exact.mean, z=3)
+    assert all(jnp.isfinite(v) for v in jax.tree_util.tree_leaves(rebar.info["control_params_grad"]))
+    with pytest.raises(TypeError, match="REBAR needs a Bernoulli or Categorical"):
+        G.rebar_gradient(SQUARE, NORMAL, 1.0, K0, 10)
 
 
 def test_enumeration_and_enum_choice_exact_at_logits_exactly_zero():

@@ -1,4 +1,4 @@
-r"""REBAR and RELAX: unbiased gradients for binary (and, for RELAX, categorical) variables with a learned control.
+r"""REBAR and RELAX: unbiased gradients for binary and categorical variables with a learned control.
 
 With :math:`z = \phi + \log u - \log(1-u)`, :math:`b = H(z)` (so :math:`b\sim\mathrm{Bern}(\sigma(\phi))`)
 and :math:`\tilde z \sim p(z\mid b)` reparameterized by a second uniform,
@@ -11,7 +11,7 @@ is unbiased for any differentiable control :math:`c` (RELAX, Grathwohl et al., I
 parameters are trained to minimise the estimator's variance, :math:`\nabla_\psi E[\hat g^2]`,
 which this module returns in ``info['control_params_grad']``.
 
-Categorical variables (RELAX): :math:`z = \log p + \text{Gumbel}`, :math:`b = \arg\max z`, and
+Categorical variables: :math:`z = \log p + \text{Gumbel}`, :math:`b = \arg\max z`, and
 :math:`\tilde z\sim p(z\mid b)` by the conditional Gumbel of Grathwohl et al. (2018, App. C); the
 control sees the ``C`` relaxed logits of every coordinate.
 """
@@ -168,12 +168,17 @@ def _relax(f, params, keys, control, control_params, relaxation):
     return C.estimate_from_terms(terms, vals, info={"control_params_grad": psi_grad})
 
 
-def rebar_control(f: Callable, params):
-    r"""REBAR's control :math:`c(z) = \eta\, f(\sigma(z/\lambda))`, parameters ``{'eta', 'log_temperature'}``."""
+def rebar_control(f: Callable, params, *, categorical: bool = False):
+    r"""REBAR's control :math:`c(z) = \eta\, f(\sigma_\lambda(z))`, parameters ``{'eta', 'log_temperature'}``.
+
+    :math:`\sigma_\lambda` is the sigmoid of :math:`z/\lambda` for binary variables and, with
+    ``categorical=True``, the softmax of :math:`z/\lambda` over the last axis (a relaxed one-hot).
+    """
 
     def c(z, psi):
         lam = jnp.exp(psi["log_temperature"])
-        return psi["eta"] * C.scalar_value(f, jax.nn.sigmoid(z / lam), C.stop(params))
+        relaxed = jax.nn.softmax(z / lam, axis=-1) if categorical else jax.nn.sigmoid(z / lam)
+        return psi["eta"] * C.scalar_value(f, relaxed, C.stop(params))
 
     return c
 
@@ -191,8 +196,12 @@ def rebar_gradient(
 ) -> Estimate:
     r"""REBAR (Tucker et al. 2017): RELAX with the relaxed-objective control :func:`rebar_control`.
 
-    ``f`` must accept relaxed values in (0, 1). ``info['control_params_grad']`` holds the gradient of
-    the variance proxy in ``{'eta', 'log_temperature'}`` for tuning them online.
+    Binary (Bernoulli) variables: ``f(b, params)`` must accept relaxed values in (0, 1).
+    Categorical variables (Tucker et al. 2017, categorical case: Gumbel-max sample, conditional
+    Gumbel for :math:`\tilde z`, softmax relaxation): ``f(onehot, params)`` takes **one-hot vectors**
+    (shape ``batch + (C,)``), because the control evaluates it at relaxed one-hot points of the
+    simplex. ``info['control_params_grad']`` holds the gradient of the variance proxy in
+    ``{'eta', 'log_temperature'}`` for tuning them online.
 
     Example:
       >>> import jax, numpyro.distributions as dist
@@ -205,10 +214,13 @@ def rebar_gradient(
     if not temperature > 0:
         raise ValueError(f"temperature: must be positive, got {temperature}")
     d = C.make_distribution(distribution, params)
-    if not type(d).__name__.startswith("Bernoulli"):
-        raise TypeError(
-            f"distribution: REBAR's control evaluates f at relaxed binary values and needs a Bernoulli, got "
-            f"{type(d).__name__}; for categoricals use relax_gradient with a control on the Gumbel logits"
-        )
+    categorical = type(d).__name__.startswith("Categorical")
+    if not (categorical or type(d).__name__.startswith("Bernoulli")):
+        raise TypeError(f"distribution: REBAR needs a Bernoulli or Categorical distribution, got {type(d).__name__}")
     psi = {"eta": jnp.asarray(eta, jnp.float32), "log_temperature": jnp.log(jnp.asarray(temperature, jnp.float32))}
-    return relax_gradient(f, distribution, params, key, num_samples, control=rebar_control(f, params), control_params=psi)
+    control = rebar_control(f, params, categorical=categorical)
+    if categorical:  # RELAX hands f the sampled index; REBAR's f takes one-hot vectors
+        num_cat = jnp.shape(d.logits)[-1]
+        f_index = lambda b, th: f(jax.nn.one_hot(b, num_cat, dtype=jnp.result_type(float)), th)  # noqa: E731
+        return relax_gradient(f_index, distribution, params, key, num_samples, control=control, control_params=psi)
+    return relax_gradient(f, distribution, params, key, num_samples, control=control, control_params=psi)
