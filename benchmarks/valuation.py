@@ -36,6 +36,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import _one_core  # noqa: E402  (before jax: one core for ulam and, by inheritance, the pyDVL subprocess)
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
@@ -161,6 +163,9 @@ def equal_time_study(u, ref, seconds: float, seeds: int) -> tuple[dict, list]:
     return res, rows
 
 
+LOAD_AT_START = os.getloadavg()[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0, help="wall time for the equal-time Spearman runs")
@@ -229,8 +234,9 @@ def main():
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, **shared with other running jobs** (load average "
-        f"{os.getloadavg()[0]:.1f} at the end; numbers are real measurements but noisy). One XLA/BLAS thread per process.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_one_core.DESCRIPTION}; 1-minute load average "
+        f"{LOAD_AT_START:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (above the core count, times are "
+        "noisy). One XLA/BLAS thread per process; the pyDVL subprocess inherits the CPU affinity.",
         f"Versions: jax {jax.__version__}, numpy {np.__version__}, scikit-learn {sklearn.__version__}"
         + (f"; pyDVL side: {versions_pydvl}" if pyok else ""),
         f"pyDVL venv: {'ok (' + pymsg + ')' if pyok else 'NOT AVAILABLE: ' + pymsg}",
