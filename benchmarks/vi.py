@@ -7,7 +7,9 @@ same parameter pytree (NumPyro: one ``numpyro.param`` per network holding the sa
 ulam's), the same initial values, the same data, and the SAME optimizer: ``optax.adam(1e-3)``
 (NumPyro through ``numpyro.optim.optax_to_numpyro``), so the comparison is of the VI machinery.
 
-Two ways of stepping, each timed for the three implementations:
+Five implementations: ulam, NumPyro's Trace_ELBO and TraceGraph_ELBO, and the same step written by
+hand in JAX (parameters as a tuple, and as a dict ordered as NumPyro stores them). Two ways of
+stepping, each timed for all five:
 
 * ``step``: one jitted call per training step, parameters and optimizer state donated
   (``donate_argnums``) on every side, so no side pays for copying its state;
