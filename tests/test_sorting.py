@@ -84,7 +84,8 @@ def test_auto_picks_host_for_large_cpu_arrays(monkeypatch):
 
 _ONE_CPU_CHILD = """
 import os
-os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+if hasattr(os, "sched_setaffinity"):  # Linux: confine the child to one CPU, where the deadlock lived
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 import jax, jax.numpy as jnp, numpy as np
 from ulam.sorting import sort
 a = jnp.asarray(np.random.default_rng(0).normal(size=(200, 1000)).astype(np.float32))
@@ -95,12 +96,9 @@ print(bool((out[0] == out[1]).all()))
 """
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_setaffinity"),
-    reason="the deadlock needs a process confined to one CPU, which only os.sched_setaffinity (Linux) arranges; "
-    "without it ulam.sorting never sees one CPU and the rule under test cannot apply",
-)
 def test_one_cpu_process_does_not_deadlock():
+    # Where CPU affinity exists the child runs on one CPU (the case that hung); elsewhere it still
+    # checks that an XLA sort and an 'auto' sort dispatched together return equal results.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run([sys.executable, "-c", _ONE_CPU_CHILD], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
