@@ -148,6 +148,8 @@ def iwae(log_joint: Callable, guide: Callable, num_particles: int, *, strategy: 
     weighted with its density estimate (doubly importance-weighted, like DIWHVI).
     """
     K = check_num_particles(num_particles)
+    if K == 1:  # one particle: the ELBO, program and all
+        return elbo(log_joint, guide, strategy=strategy)._replace(name="iwae(1)")
 
     def program_of(*data):
         def program(t, params):
@@ -155,10 +157,7 @@ def iwae(log_joint: Callable, guide: Callable, num_particles: int, *, strategy: 
             if isinstance(guide, SIRGuide):  # K independent SIR draws, each with its own density estimate
                 draws = [_guide_draw(t, f"z{k}", guide, log_joint, theta, phi, data, strategy) for k in range(K)]
                 log_w = jnp.stack([log_joint(z, theta, *data) - lq for z, lq in draws])
-                return log_mean_exp(log_w) if K > 1 else log_w[0]
-            if K == 1:  # the ELBO
-                z, log_q = _guide_draw(t, "z", guide, log_joint, theta, phi, data, strategy)
-                return log_joint(z, theta, *data) - log_q
+                return log_mean_exp(log_w)
             q = guide(phi, *data)
             zs = t.sample("z", _particles(q, K), strategy)
             log_w = jax.vmap(lambda z: log_joint(z, theta, *data))(zs) - _sum_lp(q, zs, lead=1)
