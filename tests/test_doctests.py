@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-CORE = ["ulam.estimate", "ulam.integrate", "ulam.diagnostics", "ulam.testing"]
+CORE = ["ulam.estimate", "ulam.integrate", "ulam.diagnostics", "ulam.testing", "ulam.checks"]
 
 
 @pytest.mark.parametrize("name", CORE)
