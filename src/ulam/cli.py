@@ -21,7 +21,7 @@ def main() -> None:
     """ulam: Monte Carlo methods for machine learning, every answer with its standard error."""
 
 
-@main.command("list")
+@main.command("list", short_help="List the paper reproductions with their papers and claims.")
 def list_reproductions() -> None:
     """List the paper reproductions that `ulam reproduce` can run."""
     table = Table("name", "paper", "claim")
@@ -30,7 +30,7 @@ def list_reproductions() -> None:
     Console().print(table)
 
 
-@main.command("reproduce")
+@main.command("reproduce", short_help="Run paper reproductions and write the report (exit 1 if a claim fails).")
 @click.argument("names", nargs=-1)
 @click.option("--quick", is_flag=True, help="Small sizes: the whole set runs in a few minutes on 2 cores.")
 @click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
