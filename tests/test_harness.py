@@ -308,3 +308,14 @@ def test_ray_rounds_equal_in_process(key):
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(local.rows, remote.rows)
+
+
+@pytest.mark.parametrize("name", ["ulam.harness", "ulam.harness.progress", "ulam.harness.checkpoint",
+                                  "ulam.harness.interrupt", "ulam.harness.rounds", "ulam.harness.chunks",
+                                  "ulam.harness.train"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, f"{result.failed} docstring example(s) failed in {name}"

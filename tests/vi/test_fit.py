@@ -95,3 +95,12 @@ def test_bad_inputs(key):
         vi.fit(OBJ, P0, 0, num_steps=5)
     with pytest.raises(ValueError, match="num_eval_samples: expected an integer >= 2"):
         vi.fit(OBJ, P0, key, num_steps=5, num_eval_samples=1)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("ulam.vi.fitting"), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
