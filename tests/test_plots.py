@@ -82,3 +82,23 @@ def test_bad_level_and_missing_matplotlib(monkeypatch):
 def test_docstring_examples():
     result = doctest.testmod(importlib.import_module("ulam.plots"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_result_plot_helpers(key):
+    import jax
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    import optax
+
+    from ulam import vi
+    from ulam.valuation import jax_utility, knn, tmc_shapley
+
+    X = np.array([[0.0], [1.0], [3.0], [4.0]])
+    y = np.array([0, 0, 1, 1])
+    est = tmc_shapley(jax_utility(knn(k=1), X, y, X, y), key, max_permutations=32, progress=False)
+    assert len(est.plot().patches) == 4
+    ax = est.plot_convergence(players=[0, 1])
+    assert len(ax.lines) == 2 and len(ax.collections) == 2
+    obj = vi.elbo(lambda z, th: dist.Normal(3.0, 1.0).log_prob(z), lambda phi: dist.Normal(phi[0], jnp.exp(phi[1])))
+    res = vi.fit(obj, ((), jnp.zeros(2)), key, num_steps=40, optimizer=optax.adam(0.05), progress=False)
+    assert len(res.plot().lines) == 2

@@ -104,3 +104,12 @@ def test_docstring_examples():
 
     result = doctest.testmod(importlib.import_module("ulam.vi.fitting"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.filterwarnings("ignore:fit. the elbo was still improving")
+def test_same_bits_as_before_the_harness():
+    """fit(num_steps=40) ran 20 chunks of 2 steps before the move onto the harness and does now:
+    the parameters are bit-identical to those pinned from the old loop (same machine)."""
+    res = vi.fit(OBJ, P0, jax.random.key(0), num_steps=40, optimizer=optax.adam(0.05), num_samples=4,
+                 progress=False)
+    assert np.asarray(res.params[1], np.float32).view(np.uint32).tolist() == [1072124807, 3168146940]

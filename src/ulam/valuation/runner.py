@@ -125,6 +125,21 @@ class ValuationResult(Estimate):
 
     __str__ = __repr__
 
+    def plot(self, top=None, ax=None):
+        """Values ranked with error bars (:func:`ulam.plots.plot_values`); returns the Axes."""
+        from ulam.plots import plot_values
+
+        return plot_values(self, top=top, ax=ax)
+
+    def plot_convergence(self, players=None, ax=None):
+        """Running values of ``players`` (default: the 3 largest) with their bands against the
+        number of draws (:func:`ulam.plots.plot_running` on ``info["samples"]``); returns the Axes."""
+        from ulam.plots import plot_running
+
+        mean = np.asarray(self.mean, np.float64).ravel()
+        players = np.argsort(-mean)[:3] if players is None else np.asarray(players)
+        return plot_running(np.asarray(self.info["samples"])[:, players], label="value", ax=ax)
+
     def summary(self):
         """Players ranked by value: ``player, value, stderr, rank`` (a pandas DataFrame, or plain text)."""
         mean = np.asarray(self.mean, np.float64).ravel()

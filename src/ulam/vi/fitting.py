@@ -72,6 +72,12 @@ class FitResult:
             lines.append("  still improving at the last step: more steps or a larger learning rate may help")
         return "\n".join(lines)
 
+    def plot(self, ax=None):
+        """The objective trace with its running mean (:func:`ulam.plots.plot_trace`); returns the Axes."""
+        from ulam.plots import plot_trace
+
+        return plot_trace(self.values, label=self.name, ax=ax)
+
     def summary(self):
         """A one-row table: final objective (mean, stderr, draws), steps, last-window mean, still improving."""
         values = np.asarray(self.values, np.float64)
@@ -246,8 +252,9 @@ def fit(
                 checkpoint=checkpoint, fingerprint=fp, force=force, progress=progress, max_seconds=max_seconds,
                 desc=f"fit {objective.name}", value_name=objective.name)
     eval_keys = jax.random.split(jax.random.fold_in(key, 0x0E7A1), num_eval_samples)
-    draws = jax.jit(jax.vmap(lambda k, *d: objective.surrogate(res.params, k, *d)[1],
-                             in_axes=(0,) + (None,) * len(data)))(eval_keys, *data)
+    # lax.map in batches: bounded memory when the objective touches a large data set
+    draws = jax.jit(lambda ks, *d: jax.lax.map(lambda k: objective.surrogate(res.params, k, *d)[1], ks,
+                                               batch_size=min(32, num_eval_samples)))(eval_keys, *data)
     final = Estimate.from_samples(jnp.asarray(draws, jnp.float32).reshape(num_eval_samples, -1).mean(axis=1),
                                   info={"what": "fresh draws of the objective at the final parameters"})
     values = jnp.asarray(res.values)
