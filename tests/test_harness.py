@@ -45,8 +45,16 @@ def test_round_sizes_are_an_exact_budget():
 def test_run_rounds_exact_budget_and_round_keys(key):
     res = harness.run_rounds(_normal_round, key, 100, batch_size=64, progress=False)
     assert res.rows.shape == (100, 2) and res.num_rounds == 2 and res.stop_reason == "budget"
+    assert res.num_items == 100 and len(repr(res).splitlines()) == 1
+    assert list(res.summary()["num_items"]) == [100] and list(res.summary()["calls"]) == [2.0]
     # round r is drawn from fold_in(key, r) with its own size
     np.testing.assert_array_equal(res.rows[64:], _normal_round(jax.random.fold_in(key, 1), 36)[0])
+
+
+def test_legacy_keys_give_the_same_rounds():
+    typed = harness.run_rounds(_normal_round, jax.random.key(3), 20, batch_size=8, progress=False)
+    legacy = harness.run_rounds(_normal_round, jax.random.PRNGKey(3), 20, batch_size=8, progress=False)
+    np.testing.assert_array_equal(typed.rows, legacy.rows)
 
 
 def test_run_rounds_stop_predicate_and_time_budget(key):
@@ -108,7 +116,7 @@ def test_checkpoint_round_trips_keys_and_is_atomic(tmp_path, key):
 
 
 def test_bad_arguments(key):
-    with pytest.raises(ValueError, match="num_items: expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="max_items: expected an integer >= 1, got 0"):
         harness.run_rounds(_normal_round, key, 0, batch_size=4)
     with pytest.raises(TypeError, match="key"):
         harness.run_rounds(_normal_round, 0, 10, batch_size=4)

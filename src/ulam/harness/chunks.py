@@ -26,6 +26,7 @@ from ulam import checks
 from ulam.harness.checkpoint import check_fingerprint, load_checkpoint, save_checkpoint
 from ulam.harness.interrupt import Interrupted, install_excepthook, resuming_message
 from ulam.harness.progress import resolve_progress
+from ulam.harness.rounds import _table
 
 __all__ = ["ChunksResult", "run_chunks"]
 
@@ -49,6 +50,11 @@ class ChunksResult:
     stop_reason: str
     seconds: float
     resumed_at: int = 0
+
+    def summary(self):
+        """A one-row table of how the run ended (pandas DataFrame, or plain text without pandas)."""
+        return _table({"num_steps": self.num_steps, "stop_reason": self.stop_reason, "seconds": self.seconds,
+                       "resumed_at": self.resumed_at})
 
     def __repr__(self) -> str:
         return f"ChunksResult({self.num_steps} steps, stopped by {self.stop_reason!r}, {self.seconds:.3g} s)"
@@ -107,7 +113,8 @@ def run_chunks(
     postfix: Optional[Callable[[Any], Mapping[str, Any]]] = None,
     desc: str = "steps",
 ) -> ChunksResult:
-    """Run ``state, y = step_fn(state, x, *args)`` exactly ``num_steps`` times, in jitted chunks.
+    """Run ``state, y = step_fn(state, x, *args)`` exactly ``num_steps`` times, in jitted chunks
+    (fewer only when a ``stop`` predicate or ``max_seconds`` the caller passed ends the run).
 
     ``x`` is ``xs[t]`` (a pytree with leading axis ``num_steps``, e.g. per-step keys) or, without
     ``xs``, the step index ``t`` (an int32, e.g. for ``jax.random.fold_in(key, t)``). ``args`` are

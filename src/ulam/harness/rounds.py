@@ -3,7 +3,7 @@
 Round ``r`` computes ``round_fn(jax.random.fold_in(key, r), size_r)``, so its result depends
 only on the key and its index, not on where it runs: in-process (default) or as Ray tasks
 (:class:`RayBackend`), results taken in round order, with the same stopping decisions and
-hence the same bits. The budget ``num_items`` is exact: rounds hold ``batch_size`` items
+hence the same bits. The cap ``max_items`` is exact: rounds hold ``batch_size`` items
 (whole ``unit`` blocks) and the last one only what remains. After every round the harness
 checks the stopping rules (the budget, ``max_seconds``, a user predicate over the rows so
 far), saves the checkpoint and updates the progress meter.
@@ -34,7 +34,8 @@ class RoundsResult:
     """What :func:`run_rounds` returns: the rows of all rounds in round order, and how the run ended.
 
     Attributes:
-      rows: ``(num_items, ...)`` float64, the rounds' rows concatenated in round order.
+      rows: ``(num_items, ...)`` float64, the rounds' rows concatenated in round order
+        (``num_items``: the items actually drawn).
       stats: per-round counters (``round_fn``'s second output) summed over rounds.
       num_rounds: rounds done (including those done before a resume).
       stop_reason: ``"budget"``, ``"max_seconds"`` or what the ``stop`` predicate returned.
@@ -49,9 +50,28 @@ class RoundsResult:
     seconds: float
     resumed_at: int = 0
 
+    @property
+    def num_items(self) -> int:
+        """Items drawn (rows), at most the ``max_items`` cap."""
+        return int(self.rows.shape[0])
+
+    def summary(self):
+        """A one-row table of how the run ended (pandas DataFrame, or plain text without pandas)."""
+        return _table({"num_items": self.num_items, "num_rounds": self.num_rounds, "stop_reason": self.stop_reason,
+                       "seconds": self.seconds, "resumed_at": self.resumed_at, **self.stats})
+
     def __repr__(self) -> str:
         return (f"RoundsResult({self.rows.shape[0]} items in {self.num_rounds} rounds, stopped by "
                 f"{self.stop_reason!r}, {self.seconds:.3g} s)")
+
+
+def _table(row: dict):
+    """One-row summary table: a pandas DataFrame when pandas is importable, else aligned text."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        return "\n".join(f"{k:>14}  {v}" for k, v in row.items())
+    return pd.DataFrame([row])
 
 
 def round_sizes(num_items: int, batch_size: int, unit: int = 1) -> list[int]:
@@ -150,7 +170,7 @@ class _RoundByIndex:
 def run_rounds(
     round_fn: Callable[[jax.Array, int], tuple[np.ndarray, Mapping[str, float]]],
     key: jax.Array,
-    num_items: int,
+    max_items: int,
     *,
     batch_size: int,
     unit: int = 1,
@@ -164,7 +184,10 @@ def run_rounds(
     postfix: Optional[Callable[[np.ndarray], Mapping[str, Any]]] = None,
     desc: str = "rounds",
 ) -> RoundsResult:
-    """Run independent rounds until the budget, the time budget or ``stop`` ends the run.
+    """Run independent rounds until ``max_items`` items, the time budget or ``stop`` ends the run.
+
+    The cap ``max_items`` is exact when nothing else stops the run first (rounded down to whole
+    ``unit`` blocks); ``result.num_items`` says how many were drawn.
 
     ``round_fn(round_key, size) -> (rows, stats)``: ``rows`` is ``(size, ...)``, ``stats`` a dict of
     numbers summed over rounds. ``stop(rows_so_far)`` returns a reason string to stop early
@@ -185,15 +208,17 @@ def run_rounds(
       >>> res.rows.shape, res.num_rounds, res.stats["calls"], res.stop_reason
       ((100,), 2, 2.0, 'budget')
     """
-    checks.prng_key(key)
+    key = checks.prng_key(key)
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a legacy uint32[2] key: same bits, typed
+        key = jax.random.wrap_key_data(key)
     checks.function("round_fn", round_fn)
-    num_items = checks.count("num_items", num_items)
+    max_items = checks.count("max_items", max_items)
     batch_size = checks.count("batch_size", batch_size)
     unit = checks.count("unit", unit)
     if max_seconds is not None:
         checks.positive("max_seconds", max_seconds)
     install_excepthook()
-    sizes = round_sizes(num_items, batch_size, unit)
+    sizes = round_sizes(max_items, batch_size, unit)
     total = sum(sizes)
     fp = dict(fingerprint or {})
     rows: list[np.ndarray] = []

@@ -20,6 +20,7 @@ import numpy as np
 
 from ulam import checks
 from ulam.harness.chunks import run_chunks
+from ulam.harness.rounds import _table
 
 __all__ = ["NonFiniteError", "TrainResult", "train"]
 
@@ -38,6 +39,13 @@ class TrainResult:
     num_steps: int
     stop_reason: str
     seconds: float
+
+    def summary(self):
+        """A one-row table: steps, how it ended, the mean value over the last 10% of steps."""
+        w = max(1, len(self.values) // 10)
+        last = float(np.mean(self.values[-w:])) if len(self.values) else float("nan")
+        return _table({"num_steps": self.num_steps, "stop_reason": self.stop_reason, "seconds": self.seconds,
+                       "last_window_mean": last})
 
     def __repr__(self) -> str:
         return f"TrainResult({self.num_steps} steps, stopped by {self.stop_reason!r}, {self.seconds:.3g} s)"

@@ -67,6 +67,7 @@ def choose_learning_rate(
 ) -> tuple[float, dict]:
     """The paper's rule: the ``grid`` rate maximising mean - std of the one-epoch test score over ``num_runs`` orders."""
     _check(utility)
+    checks.prng_key(key)
     if num_runs < 2:
         raise ValueError(f"num_runs: need at least 2 to form a standard deviation, got {num_runs}")
     perms = sample_permutations(key, utility.num_players, num_runs)
