@@ -1,5 +1,6 @@
 """The long-run harness: exact budgets, stop rules, checkpoint/resume bit-identical, fingerprints,
-progress without recompiles, graceful Ctrl-C (subprocess + SIGINT), Ray (slow)."""
+progress without recompiles, graceful Ctrl-C (subprocess + SIGINT). The one Ray test (slow, a local
+ray.init(num_cpus=2)) runs the harness's RayBackend through valuation: tests/valuation/test_valuation.py."""
 
 import io
 import os
@@ -303,19 +304,6 @@ def test_ctrl_c_prints_one_line_and_resumes(tmp_path):
                           env=env, timeout=120)
     assert f"resuming at step {step} of 40" in done.stderr
     assert done.stdout.split() == ["final", str(float(sum(range(40)))), "40"]
-
-
-@pytest.mark.slow
-def test_ray_rounds_equal_in_process(key):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        local = harness.run_rounds(_normal_round, key, 100, batch_size=16, progress=False)
-        remote = harness.run_rounds(_normal_round, key, 100, batch_size=16, progress=False,
-                                    backend=harness.RayBackend(max_in_flight=2))
-    finally:
-        ray.shutdown()
-    np.testing.assert_array_equal(local.rows, remote.rows)
 
 
 @pytest.mark.parametrize("name", ["ulam.harness", "ulam.harness.progress", "ulam.harness.checkpoint",

@@ -85,12 +85,15 @@ def round_sizes(num_items: int, batch_size: int, unit: int = 1) -> list[int]:
       >>> round_sizes(100, 64, unit=8)
       [64, 32]
     """
-    per = max(unit, (batch_size // unit) * unit)
-    total = (num_items // unit) * unit
+    per, total = _per_round(num_items, batch_size, unit)
     sizes = [per] * (total // per)
     if total % per:
         sizes.append(total % per)
     return sizes
+
+
+def _per_round(num_items: int, batch_size: int, unit: int) -> tuple[int, int]:
+    return max(unit, (batch_size // unit) * unit), (num_items // unit) * unit
 
 
 class RayBackend:
@@ -154,17 +157,17 @@ def _local_map(fn, indices):
 
 
 class _RoundByIndex:
-    """Picklable ``r -> round_fn(fold_in(key, r), sizes[r])`` (keys rebuilt from raw data in Ray workers)."""
+    """Picklable ``r -> round_fn(fold_in(key, r), size of round r)`` (keys rebuilt from raw data in Ray workers)."""
 
-    def __init__(self, round_fn, key, sizes):
+    def __init__(self, round_fn, key, per: int, total: int):
         self.round_fn = round_fn
         self.key_data = np.asarray(jax.random.key_data(key))
         self.impl = str(jax.random.key_impl(key))
-        self.sizes = list(sizes)
+        self.per, self.total = per, total
 
     def __call__(self, r: int):
         key = jax.random.wrap_key_data(jnp.asarray(self.key_data), impl=self.impl)
-        return self.round_fn(jax.random.fold_in(key, r), self.sizes[r])
+        return self.round_fn(jax.random.fold_in(key, r), min(self.per, self.total - r * self.per))
 
 
 def run_rounds(
@@ -218,8 +221,8 @@ def run_rounds(
     if max_seconds is not None:
         checks.positive("max_seconds", max_seconds)
     install_excepthook()
-    sizes = round_sizes(max_items, batch_size, unit)
-    total = sum(sizes)
+    per, total = _per_round(max_items, batch_size, unit)  # a cap of 10**12 must not build a list
+    num_rounds = -(-total // per)
     fp = dict(fingerprint or {})
     rows: list[np.ndarray] = []
     stats: dict[str, float] = {}
@@ -245,7 +248,7 @@ def run_rounds(
     if reason is None:
         meter.start(total, done, desc)
         mapper = backend.map_ordered if backend is not None else _local_map
-        gen = mapper(_RoundByIndex(round_fn, key, sizes), range(done_rounds, len(sizes)))
+        gen = mapper(_RoundByIndex(round_fn, key, per, total), range(done_rounds, num_rounds))
         try:
             for new_rows, new_stats in gen:
                 rows = [np.concatenate(rows + [np.asarray(new_rows, np.float64)])]
