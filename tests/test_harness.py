@@ -90,7 +90,8 @@ def test_resume_refuses_a_different_run(key, tmp_path):
     fp = harness.fingerprint(key=key, settings={"batch_size": 16, "truncation": 0.01})
     harness.run_rounds(_normal_round, key, 32, batch_size=16, checkpoint=path, fingerprint=fp, progress=False)
     other = harness.fingerprint(key=key, settings={"batch_size": 16, "truncation": 0.05})
-    with pytest.raises(harness.CheckpointMismatch, match=r"different run \(differs in: setting:truncation\).*force=True"):
+    with pytest.raises(harness.CheckpointMismatch,
+                       match=r"different run \(differs in: setting:truncation\).*force=True"):
         harness.run_rounds(_normal_round, key, 64, batch_size=16, checkpoint=path, fingerprint=other, progress=False)
     res = harness.run_rounds(_normal_round, key, 64, batch_size=16, checkpoint=path, fingerprint=other,
                              progress=False, force=True)

@@ -85,7 +85,6 @@ def test_docstring_examples():
 
 
 def test_result_plot_helpers(key):
-    import jax
     import jax.numpy as jnp
     import numpyro.distributions as dist
     import optax

@@ -9,7 +9,6 @@ compose: ``plot_path(filt...); plot_path(smooth..., ax=ax)``. Bands are normal i
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np

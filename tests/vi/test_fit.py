@@ -46,7 +46,8 @@ def test_final_objective_is_an_estimate_of_the_elbo(key):
 
 def test_warns_when_still_improving_and_not_when_converged(key):
     # the case: the default Adam(1e-3) leaves this toy problem far from its optimum
-    with pytest.warns(RuntimeWarning, match=r"still improving.*increase num_steps \(now 1000\) or the optimizer's learning rate"):
+    msg = r"still improving.*increase num_steps \(now 1000\) or the optimizer's learning rate"
+    with pytest.warns(RuntimeWarning, match=msg):
         res = vi.fit(OBJ, P0, key, num_steps=1000, num_samples=16, progress=False)
     assert res.still_improving
     with warnings.catch_warnings():

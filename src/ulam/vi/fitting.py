@@ -19,7 +19,7 @@ import optax
 
 from ulam import checks
 from ulam.estimate import Estimate
-from ulam.harness import fingerprint, hash_function, train
+from ulam.harness import fingerprint, train
 from ulam.vi.objectives import Objective, check_vi_params
 
 __all__ = ["fit", "FitResult", "make_step", "make_update"]
@@ -65,7 +65,8 @@ class FitResult:
     def __repr__(self) -> str:
         leaves = jax.tree_util.tree_leaves(self.params)
         size = sum(int(np.size(x)) for x in leaves)
-        lines = [f"FitResult({self.name}, {self.num_steps} steps, stopped by {self.stop_reason!r}, {self.seconds:.3g} s)",
+        lines = [f"FitResult({self.name}, {self.num_steps} steps, stopped by {self.stop_reason!r}, "
+                 f"{self.seconds:.3g} s)",
                  f"  final {self.name}: {self.objective!r}",
                  f"  params: {len(leaves)} arrays, {size} values"]
         if self.still_improving:
