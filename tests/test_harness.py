@@ -316,3 +316,28 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
+def test_ctrl_c_inside_a_step_saves_a_consistent_checkpoint(key, tmp_path):
+    """A KeyboardInterrupt raised by the host during chunk 3 (from the stop hook): the checkpoint
+    holds exactly the steps reported, and the same call resumes to the uninterrupted result."""
+    path = tmp_path / "c.npz"
+    state = (key, jnp.float32(0))
+    args = (jnp.float32(1.0),)
+
+    def ctrl_c_at(k):
+        def stop(s, out, done):
+            if done == k:
+                raise KeyboardInterrupt
+            return None
+
+        return stop
+
+    with pytest.raises(harness.Interrupted, match=f"interrupted at step 8 of 20; checkpoint saved to {path}"):
+        harness.run_chunks(_walk, state, 20, chunk_size=4, args=args, checkpoint=path, progress=False,
+                           stop=ctrl_c_at(12))
+    (_, saved_out), meta = harness.load_checkpoint(path, like=(state, np.zeros(0, np.float32)))
+    assert meta["steps"] == 8 and saved_out.shape == (8,)
+    resumed = harness.run_chunks(_walk, state, 20, chunk_size=4, args=args, checkpoint=path, progress=False)
+    straight = harness.run_chunks(_walk, state, 20, chunk_size=4, args=args, progress=False)
+    np.testing.assert_array_equal(resumed.outputs, straight.outputs)

@@ -185,8 +185,10 @@ def run_chunks(
                 ys = jax.tree_util.tree_map(lambda a: np.asarray(a)[:length], ys)
                 if stop is not None:
                     reason = stop(new_state, ys, done + length)
-                state, done = new_state, done + length
                 outputs.append(ys)
+                # one statement: Python checks for Ctrl-C between calls, not between these stores,
+                # so state and done always agree when the handler below saves them
+                state, done = new_state, done + length
                 save()
                 meter.update(done, **(postfix(ys) if postfix is not None else {}))
                 if reason is None and done >= num_steps:
@@ -194,12 +196,21 @@ def run_chunks(
                 elif reason is None and max_seconds is not None and time.perf_counter() - start_time >= max_seconds:
                     reason = "max_seconds"
         except KeyboardInterrupt:
-            if checkpoint is not None and not Path(checkpoint).exists():
+            if checkpoint is not None:  # also when Ctrl-C came during a save: the file then matches `done`
+                del outputs[len(outputs) - _extra_chunks(outputs, done):]
                 save()
             raise Interrupted(done, num_steps, checkpoint) from None
         finally:
             meter.close()
     return ChunksResult(state, _concat(outputs, y_shape), done, reason, time.perf_counter() - start_time, resumed_at)
+
+
+def _extra_chunks(outputs: list, done: int) -> int:
+    """Chunks appended to ``outputs`` whose step count was not yet added to ``done`` (0 or 1)."""
+    leaves = [jax.tree_util.tree_leaves(o) for o in outputs]
+    if not leaves or not leaves[0]:
+        return 0
+    return 1 if sum(ls[0].shape[0] for ls in leaves) > done else 0
 
 
 def _concat(outputs: list, y_shape):

@@ -251,11 +251,13 @@ def run_rounds(
         gen = mapper(_RoundByIndex(round_fn, key, per, total), range(done_rounds, num_rounds))
         try:
             for new_rows, new_stats in gen:
-                rows = [np.concatenate(rows + [np.asarray(new_rows, np.float64)])]
+                merged_rows = np.concatenate(rows + [np.asarray(new_rows, np.float64)])
+                merged = dict(stats)
                 for k, v in new_stats.items():
-                    stats[k] = stats.get(k, 0.0) + float(v)
-                done_rounds += 1
-                done = rows[0].shape[0]
+                    merged[k] = merged.get(k, 0.0) + float(v)
+                # one statement: Ctrl-C is checked between calls, not between these stores, so the
+                # rows, counters and round count always agree when the handler below saves them
+                rows, stats, done_rounds, done = [merged_rows], merged, done_rounds + 1, merged_rows.shape[0]
                 if checkpoint is not None:
                     save_checkpoint(checkpoint, [rows[0]], {"rounds": done_rounds, "stats": stats, "fingerprint": fp})
                 meter.update(done, **(postfix(rows[0]) if postfix is not None else {}))
@@ -268,6 +270,8 @@ def run_rounds(
                 if reason is not None:
                     break
         except KeyboardInterrupt:
+            if checkpoint is not None and rows:  # also when Ctrl-C came during a save
+                save_checkpoint(checkpoint, [rows[0]], {"rounds": done_rounds, "stats": stats, "fingerprint": fp})
             raise Interrupted(done, total, checkpoint) from None
         finally:
             gen.close()
