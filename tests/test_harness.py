@@ -184,6 +184,27 @@ def test_report_progress_from_compiled_loop_without_recompiling():
     assert meter.done == 20 and len(_COMPILES) == start
 
 
+class _Recorder(harness.NoProgress):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def update(self, done, **stats):
+        self.seen.append(int(done))
+        super().update(done)
+
+
+def test_in_chunk_reports_reach_the_meter_without_recompiling(key):
+    state = (key, jnp.float32(0))
+    harness.run_chunks(_walk, state, 20, chunk_size=10, args=(jnp.float32(1.0),), progress=False, report_every=2)
+    start = len(_COMPILES)
+    meter = _Recorder()
+    res = harness.run_chunks(_walk, state, 20, chunk_size=10, args=(jnp.float32(1.0),), progress=meter,
+                             report_every=2)
+    assert len(_COMPILES) == start and res.num_steps == 20
+    assert {2, 4, 6, 8, 10, 12, 14, 16, 18, 20} <= set(meter.seen) and meter.done == 20
+
+
 def test_run_chunks_resume_after_k_chunks_is_bit_identical(key, tmp_path, capsys):
     path = tmp_path / "chunks.npz"
     state = (key, jnp.float32(0))

@@ -25,7 +25,7 @@ import numpy as np
 from ulam import checks
 from ulam.harness.checkpoint import check_fingerprint, load_checkpoint, save_checkpoint
 from ulam.harness.interrupt import Interrupted, install_excepthook, resuming_message
-from ulam.harness.progress import resolve_progress
+from ulam.harness.progress import active_meter, report_progress, resolve_progress
 from ulam.harness.rounds import _table
 
 __all__ = ["ChunksResult", "run_chunks"]
@@ -64,12 +64,12 @@ class ChunksResult:
 _CACHE: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
 
 
-def _chunk_fn(step_fn: Callable, chunk_size: int, has_xs: bool):
+def _chunk_fn(step_fn: Callable, chunk_size: int, has_xs: bool, report_every: Optional[int] = None):
     try:
         per_fn = _CACHE.setdefault(step_fn, {})
     except TypeError:  # not weak-referenceable: no cache
         per_fn = {}
-    cache_key = (chunk_size, has_xs)
+    cache_key = (chunk_size, has_xs, report_every)
     if cache_key not in per_fn:
 
         def chunk(state, xs, start, length, *args):
@@ -78,6 +78,8 @@ def _chunk_fn(step_fn: Callable, chunk_size: int, has_xs: bool):
                 new, y = step_fn(carry, x, *args)
                 # past the budget the state stays put: one program serves every chunk length
                 new = jax.lax.cond(i < length, lambda: new, lambda: carry)
+                if report_every is not None:  # progress from inside the chunk (whether shown or not)
+                    report_progress(start + jnp.minimum(i + 1, length), every=report_every)
                 return new, y
 
             return jax.lax.scan(body, state, jnp.arange(chunk_size, dtype=jnp.int32))
@@ -112,6 +114,7 @@ def run_chunks(
     progress: Any = None,
     postfix: Optional[Callable[[Any], Mapping[str, Any]]] = None,
     desc: str = "steps",
+    report_every: Optional[int] = None,
 ) -> ChunksResult:
     """Run ``state, y = step_fn(state, x, *args)`` exactly ``num_steps`` times, in jitted chunks
     (fewer only when a ``stop`` predicate or ``max_seconds`` the caller passed ends the run).
@@ -122,7 +125,10 @@ def run_chunks(
     After each chunk: ``stop(state, outputs_of_chunk, steps_done)`` may return a reason to end
     early (or raise); ``max_seconds`` caps the wall time; ``checkpoint=path`` saves the state and
     outputs (and resumes from them, refusing a different ``fingerprint`` unless ``force``);
-    the progress meter is updated (``postfix(outputs_of_chunk)`` adds numbers). Ctrl-C raises
+    the progress meter is updated (``postfix(outputs_of_chunk)`` adds numbers; with
+    ``report_every=k`` also every ``k`` steps from inside the compiled chunk, through
+    :func:`~ulam.harness.report_progress`: part of the program whether progress is shown or not,
+    so toggling ``progress`` never recompiles). Ctrl-C raises
     :class:`~ulam.harness.Interrupted` after saving the last completed chunk.
 
     Example:
@@ -145,7 +151,9 @@ def run_chunks(
                                             f"leading axes {sorted(lengths)}"))
     install_excepthook()
     chunk_size = min(chunk_size, num_steps)
-    fn = _chunk_fn(step_fn, chunk_size, xs is not None)
+    if report_every is not None:
+        report_every = checks.count("report_every", report_every)
+    fn = _chunk_fn(step_fn, chunk_size, xs is not None, report_every)
     fp = dict(fingerprint or {})
     x0 = jax.tree_util.tree_map(lambda a: a[0], xs) if xs is not None else jnp.int32(0)
     y_shape = jax.eval_shape(lambda s: step_fn(s, x0, *args)[1], state)
@@ -174,6 +182,8 @@ def run_chunks(
     reason = "budget" if done >= num_steps else None
     if reason is None:
         meter.start(num_steps, done, desc)
+        scope = active_meter(meter)
+        scope.__enter__()
         try:
             while reason is None:
                 length = min(chunk_size, num_steps - done)
@@ -201,6 +211,8 @@ def run_chunks(
                 save()
             raise Interrupted(done, num_steps, checkpoint) from None
         finally:
+            jax.effects_barrier()  # in-chunk reports land before the meter closes
+            scope.__exit__(None, None, None)
             meter.close()
     return ChunksResult(state, _concat(outputs, y_shape), done, reason, time.perf_counter() - start_time, resumed_at)
 

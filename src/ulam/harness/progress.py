@@ -40,7 +40,7 @@ class NoProgress:
         self.done = initial
 
     def update(self, done: int, **stats: Any) -> None:
-        self.done = int(done)
+        self.done = max(self.done, int(done))
 
     def close(self) -> None:
         pass
@@ -75,6 +75,8 @@ class TqdmProgress:
 
     def update(self, done: int, **stats: Any) -> None:
         done = int(done)
+        if done < self.done:  # a late report from inside a compiled loop: never move backwards
+            return
         if self.bar is not None:
             if stats:
                 self.bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in stats.items()},
