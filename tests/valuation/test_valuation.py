@@ -1,5 +1,6 @@
 """Data Shapley (Ghorbani & Zou 2019): exact axioms, Monte Carlo estimators against exact oracles, bad input."""
 
+import itertools
 import math
 
 import jax
@@ -8,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ulam.harness import CheckpointMismatch, Interrupted
 from ulam.testing import assert_within_stderr
 from ulam.valuation import (
+    Stopping,
     RayBackend,
     Truncation,
     banzhaf,
@@ -139,11 +142,17 @@ def test_refilled_slots_and_lengths_match_one_batch():
     np.testing.assert_array_equal(np.take_along_axis(one, perms, 1), np.where(pos, np.take_along_axis(full, perms, 1), 0))
 
 
-def test_tmc_with_truncation_is_close_and_saves_fits(key):
-    est = tmc_shapley(U8, key, max_permutations=1024, truncation=Truncation(rtol=0.01, patience=1), batch_size=128)
-    assert est.info["fits_per_permutation"] < 8
-    # truncation bias is bounded by the tolerance band: allow it explicitly
-    assert_within_stderr(est, EXACT8.mean, z=4.5, extra_bias=0.02)
+def test_tmc_with_truncation_is_unbiased_for_its_truncated_expectation(key):
+    """Truncated TMC against the exact mean of the truncated marginals over all 6! permutations
+    (its own expectation: no tolerance beyond its standard error)."""
+    u6 = jax_utility(knn(k=1), X8[:6], Y8[:6], XT, YT)
+    trunc = Truncation(rtol=0.01, patience=1)
+    perms = np.array(list(itertools.permutations(range(6))), np.int32)
+    rows, stats = permutation_marginals(u6, perms, trunc)
+    assert stats["fits"] < 720 * 6  # truncation saved fits
+    est = tmc_shapley(u6, key, max_permutations=1024, truncation=trunc, batch_size=128)
+    assert est.info["fits_per_permutation"] < 6
+    assert_within_stderr(est, rows.mean(axis=0), z=4.5)
 
 
 def test_target_stderr_stopping(key):
@@ -177,7 +186,8 @@ def test_beta_shapley_against_enumeration(key):
 
 
 def test_banzhaf_against_enumeration(key):
-    est = banzhaf(U8, key, max_samples=4096, batch_size=512)
+    est = banzhaf(U8, key, max_subsets=4096, batch_size=512)
+    assert est.info["num_subsets"] == 4096 and est.info["stop_reason"] == "max_subsets"
     assert_within_stderr(est, exact_banzhaf(U8).mean, z=4.5)
 
 
@@ -227,16 +237,102 @@ def test_g_shapley_efficiency_and_learning_rate(key):
 
 def test_checkpoint_resume_equals_uninterrupted(key, tmp_path):
     path = tmp_path / "tmc.npz"
-    tmc_shapley(U8, key, max_permutations=64, batch_size=32, checkpoint=path)
+    tmc_shapley(U8, key, max_permutations=64, batch_size=32, checkpoint=path, progress=False)
     resumed = tmc_shapley(U8, key, max_permutations=128, batch_size=32, checkpoint=path)
     straight = tmc_shapley(U8, key, max_permutations=128, batch_size=32)
     np.testing.assert_array_equal(np.asarray(resumed.mean), np.asarray(straight.mean))
-    with pytest.raises(ValueError, match="different run"):
+    with pytest.raises(ValueError, match=r"different run \(differs in: key\)"):
         tmc_shapley(U8, jax.random.key(5), max_permutations=128, batch_size=32, checkpoint=path)
+
+
+def test_resume_refuses_another_model_or_truncation(key, tmp_path):
+    path = tmp_path / "tmc.npz"
+    tmc_shapley(U8, key, max_permutations=32, batch_size=32, checkpoint=path)
+    u3 = jax_utility(knn(k=3), X8, Y8, XT, YT)  # another model, same data
+    with pytest.raises(CheckpointMismatch, match=r"differs in: function:utility\).*force=True"):
+        tmc_shapley(u3, key, max_permutations=64, batch_size=32, checkpoint=path)
+    with pytest.raises(CheckpointMismatch, match=r"differs in: setting:truncation"):
+        tmc_shapley(U8, key, max_permutations=64, batch_size=32, checkpoint=path, truncation=Truncation(rtol=0.05))
+    forced = tmc_shapley(U8, key, max_permutations=64, batch_size=32, checkpoint=path,
+                         truncation=Truncation(rtol=0.05), force=True)
+    assert forced.n == 64
+
+
+def test_ctrl_c_saves_and_the_same_call_resumes(key, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "banzhaf.npz"
+    real = U8.scores
+    calls = []
+
+    def interrupted_third_round(masks):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(masks)
+
+    monkeypatch.setattr(U8, "scores", interrupted_third_round)
+    with pytest.raises(Interrupted) as err:
+        banzhaf(U8, key, max_subsets=256, batch_size=64, checkpoint=path)
+    assert str(err.value) == f"interrupted at step 128 of 256; checkpoint saved to {path}; run the same call again to resume"
+    resumed = banzhaf(U8, key, max_subsets=256, batch_size=64, checkpoint=path)
+    assert "resuming at step 128 of 256" in capsys.readouterr().err
+    monkeypatch.undo()
+    straight = banzhaf(U8, key, max_subsets=256, batch_size=64)
+    np.testing.assert_array_equal(np.asarray(resumed.mean), np.asarray(straight.mean))
+
+
+def test_budgets_are_exact(key):
+    est = tmc_shapley(U8, key, max_permutations=100, truncation=None, batch_size=64)
+    assert est.n == 100 and est.info["num_permutations"] == 100 and est.info["samples"].shape == (100, 8)
+    assert est.info["stop_reason"] == "max_permutations"
+    est = tmc_shapley(U8, key, max_permutations=100, truncation=None, scheme="stratified", batch_size=64)
+    assert est.n == 96  # whole blocks of G = 8 cyclic shifts
+    # same key, same bits: a budget that is a multiple of the batch keeps its old rounds
+    a = tmc_shapley(U8, key, max_permutations=128, truncation=None, batch_size=64)
+    b = tmc_shapley(U8, key, max_permutations=100, truncation=None, batch_size=64)
+    np.testing.assert_array_equal(a.info["samples"][:64], b.info["samples"][:64])
+
+
+def test_sklearn_learner_failing_on_small_coalitions_gets_the_empty_score(key):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # 3-NN raises on coalitions of fewer than 3 points: such a coalition is valued as the empty set
+    u = sklearn_utility(KNeighborsClassifier(n_neighbors=3), X8[:5], Y8[:5], XT, YT)
+    mask = np.zeros((2, 5), bool)
+    mask[0, :2] = True  # two points, both classes: 3-NN cannot predict
+    mask[1, :3] = True
+    before = u.num_degenerate
+    scores = u.scores(mask)
+    assert scores[0] == u.empty_score and u.num_degenerate == before + 1
+    est = tmc_shapley(u, key, max_permutations=8, truncation=None, batch_size=8, progress=False)
+    # every permutation passes through prefixes of sizes 1 and 2 (degenerate), at least 2 each
+    assert est.info["degenerate_coalitions"] >= 16
+    assert "degenerate coalitions" in repr(est)
+    assert abs(float(est.mean.sum()) - (u.full_score - u.empty_score)) < 1e-9  # efficiency still holds
+    with pytest.raises(ValueError, match="failed on the full training set"):
+        sklearn_utility(KNeighborsClassifier(n_neighbors=9), X8, Y8, XT, YT)
+
+
+def test_result_repr_and_summary(key):
+    est = tmc_shapley(U8, key, max_permutations=64, truncation=None, batch_size=64)
+    text = repr(est)
+    assert len(text.splitlines()) < 15 and "tmc-plain: 64 permutations, stopped by 'max_permutations'" in text
+    table = est.summary()
+    assert list(table.columns) == ["player", "value", "stderr", "rank"] and list(table["rank"]) == list(range(1, 9))
+    assert table["value"].is_monotonic_decreasing
+
+
+def test_deprecated_names_warn(key):
+    with pytest.warns(DeprecationWarning, match="max_samples is deprecated, use max_subsets"):
+        est = banzhaf(U8, key, max_samples=64, batch_size=64)
+    assert est.n == 64
+    with pytest.warns(DeprecationWarning, match="max_samples is deprecated, use max_draws"):
+        assert Stopping(max_samples=50).max_draws == 50
 
 
 @pytest.mark.slow
 def test_ray_path_equals_in_process(key):
+    """The one Ray test of the harness: rounds as Ray tasks on a local cluster, results in round order,
+    bit-identical to in-process (max_permutations=96 with batch 32: three rounds on two workers)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -283,6 +379,14 @@ def test_degenerate_subsets_get_empty_score():
 
 
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="max_permutations: expected an integer >= 2, got 1"):
+        tmc_shapley(U8, jax.random.key(0), max_permutations=1)
+    with pytest.raises(ValueError, match="max_permutations: expected at least 16"):
+        tmc_shapley(U8, jax.random.key(0), max_permutations=10, scheme="stratified")
+    with pytest.raises(TypeError, match="key"):
+        tmc_shapley(U8, 0)
+    with pytest.raises(TypeError, match="batch_size: expected an integer"):
+        banzhaf(U8, jax.random.key(0), batch_size=1.5)
     with pytest.raises(ValueError, match="scheme"):
         tmc_shapley(U8, jax.random.key(0), scheme="sobol")
     with pytest.raises(TypeError, match="utility"):
@@ -291,3 +395,13 @@ def test_bad_arguments():
         U8.with_groups(np.array([0, 0, 2, 2, 2, 2, 2, 2]))
     with pytest.raises(TypeError, match="no init/loss"):
         g_shapley(U8, jax.random.key(0), 0.1)
+
+
+@pytest.mark.parametrize("name", ["ulam.valuation", "ulam.valuation.permutation", "ulam.valuation.banzhaf",
+                                  "ulam.valuation.gradient_shapley", "ulam.valuation.runner"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, f"{result.failed} docstring example(s) failed in {name}"

@@ -5,7 +5,9 @@ Learning*: exact Shapley (enumeration), TMC-Shapley (truncated Monte Carlo with 
 paper's convergence test), G-Shapley (one SGD epoch per permutation) and
 leave-one-out; plus Beta Shapley (Kwon & Zou 2022), Data Banzhaf (Wang & Jia 2023),
 group values (``groups=``), antithetic, position-stratified and Neyman-allocated permutations,
-stopping on a target standard error, checkpoint/resume and a Ray backend.
+stopping on a target standard error; exact budgets, progress, checkpoint/resume with a run
+fingerprint, graceful Ctrl-C and Ray come from the long-run harness (:mod:`ulam.harness`).
+Every Monte Carlo value is a :class:`ValuationResult` (an Estimate with ``summary()``).
 
 Example:
   >>> import jax, numpy as np
@@ -32,7 +34,7 @@ from ulam.valuation.permutation import (
     sample_permutations,
     tmc_shapley,
 )
-from ulam.valuation.runner import RayBackend, Stopping, history_deviation
+from ulam.valuation.runner import RayBackend, Stopping, ValuationResult, history_deviation
 from ulam.valuation.utility import JaxUtility, SklearnUtility, Utility, accuracy, jax_utility, sklearn_utility
 
 __all__ = [
@@ -43,5 +45,5 @@ __all__ = [
     "permutation_marginals", "neyman_inclusion",
     "g_shapley", "choose_learning_rate", "PAPER_LEARNING_RATES",
     "banzhaf", "exact_banzhaf",
-    "Stopping", "RayBackend", "history_deviation",
+    "Stopping", "RayBackend", "history_deviation", "ValuationResult",
 ]

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulam.estimate import Estimate
-from ulam.valuation.permutation import sample_permutations, unit_size, SCHEMES
-from ulam.valuation.runner import Stopping, run_rounds
+from ulam import checks
+from ulam.valuation.permutation import SCHEMES, sample_permutations, unit_size
+from ulam.valuation.runner import Stopping, ValuationResult, run_valuation
 from ulam.valuation.utility import JaxUtility
 
 __all__ = ["g_shapley", "choose_learning_rate", "PAPER_LEARNING_RATES"]
@@ -67,6 +67,7 @@ def choose_learning_rate(
 ) -> tuple[float, dict]:
     """The paper's rule: the ``grid`` rate maximising mean - std of the one-epoch test score over ``num_runs`` orders."""
     _check(utility)
+    checks.prng_key(key)
     if num_runs < 2:
         raise ValueError(f"num_runs: need at least 2 to form a standard deviation, got {num_runs}")
     perms = sample_permutations(key, utility.num_players, num_runs)
@@ -79,8 +80,8 @@ def choose_learning_rate(
     return best, table
 
 
-def _gshap_round(utility, scheme, num_units, lr, key):
-    perms = sample_permutations(key, utility.num_players, num_units, scheme)
+def _gshap_round(utility, scheme, unit, lr, key, size):
+    perms = sample_permutations(key, utility.num_players, size // unit, scheme)
     scores = np.asarray(_epoch_scores_fn(utility)(perms, jnp.float32(lr)), np.float64)
     marg = np.diff(scores, axis=1)
     rows = np.zeros_like(marg)
@@ -102,8 +103,9 @@ def g_shapley(
     batch_size: int = 64,
     backend=None,
     checkpoint=None,
-    progress: bool = False,
-) -> Estimate:
+    force: bool = False,
+    progress=None,
+) -> ValuationResult:
     r"""G-Shapley values with standard errors: marginals along one SGD epoch per permutation.
 
     ``learning_rate=None`` chooses it with :func:`choose_learning_rate` (recorded in
@@ -119,6 +121,8 @@ def g_shapley(
       (4,)
     """
     _check(utility)
+    checks.prng_key(key)
+    batch_size = checks.count("batch_size", batch_size)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
     k_lr, k_run = jax.random.split(key)
@@ -130,10 +134,13 @@ def g_shapley(
     G = utility.num_players
     unit = unit_size(scheme, G)
     num_units = max(1, batch_size // unit)
-    stop = stopping or Stopping(max_samples=max_permutations, target_stderr=target_stderr, rtol=rtol,
-                                max_seconds=max_seconds)
-    fn = partial(_gshap_round, utility, scheme, num_units, float(learning_rate))
-    est = run_rounds(fn, k_run, G, unit=unit, batch=num_units * unit, stopping=stop, kind=f"gshap-{scheme}",
-                     backend=backend, checkpoint=checkpoint, progress=progress)
+    stop = stopping
+    if stop is None:
+        max_permutations = checks.count("max_permutations", max_permutations, minimum=2)
+        stop = Stopping(max_draws=max_permutations, target_stderr=target_stderr, rtol=rtol, max_seconds=max_seconds)
+    fn = partial(_gshap_round, utility, scheme, unit, float(learning_rate))
+    est = run_valuation(fn, k_run, utility, unit=unit, batch=num_units * unit, stopping=stop, kind=f"gshap-{scheme}",
+                        settings={"scheme": scheme, "learning_rate": float(learning_rate)}, backend=backend,
+                        checkpoint=checkpoint, force=force, progress=progress)
     est.info.update({"learning_rate": float(learning_rate), "learning_rate_table": table, "scheme": scheme})
     return est

@@ -45,9 +45,9 @@ import jax
 import numpy as np
 from scipy.special import betaln, gammaln
 
-from ulam.estimate import Estimate
 from ulam.valuation.exact import _check_utility
-from ulam.valuation.runner import Stopping, run_rounds
+from ulam import checks
+from ulam.valuation.runner import Stopping, ValuationResult, run_valuation
 from ulam.valuation.utility import Utility
 
 __all__ = ["Truncation", "sample_permutations", "tmc_shapley", "beta_shapley", "beta_position_weights",
@@ -226,7 +226,9 @@ def permutation_marginals(
     return rows, {"fits": float(cut.sum()), "computed_fits": float(computed)}
 
 
-def _permutation_round(utility, scheme, num_units, truncation, weights, chunk, key, inclusion=None):
+def _permutation_round(utility, scheme, unit, truncation, weights, chunk, key, size, inclusion=None):
+    num_units = size // unit
+    degenerate_before = utility.num_degenerate
     if inclusion is not None:  # "neyman": random lengths with P(length > k) = inclusion[k]
         key, key_u = jax.random.split(key)
     perms = sample_permutations(key, utility.num_players, num_units, scheme)
@@ -241,6 +243,7 @@ def _permutation_round(utility, scheme, num_units, truncation, weights, chunk, k
         pos_weight = np.empty_like(rows)
         np.put_along_axis(pos_weight, perms, np.broadcast_to(weights, perms.shape), axis=1)
         rows = rows * pos_weight
+    stats["degenerate"] = float(utility.num_degenerate - degenerate_before)
     return rows, stats
 
 
@@ -288,8 +291,11 @@ def _neyman_pilot(utility, key, num, truncation, chunk):
 
 def _resolve_stopping(stopping, max_permutations, target_stderr, rtol, max_seconds):
     if stopping is not None:
+        if not isinstance(stopping, Stopping):
+            raise TypeError(checks.message("stopping", "a ulam.valuation.Stopping or None", type(stopping).__name__))
         return stopping
-    return Stopping(max_samples=max_permutations, target_stderr=target_stderr, rtol=rtol, max_seconds=max_seconds)
+    max_permutations = checks.count("max_permutations", max_permutations, minimum=2)
+    return Stopping(max_draws=max_permutations, target_stderr=target_stderr, rtol=rtol, max_seconds=max_seconds)
 
 
 def tmc_shapley(
@@ -307,29 +313,38 @@ def tmc_shapley(
     chunk: int = 0,
     backend=None,
     checkpoint=None,
-    progress: bool = False,
+    force: bool = False,
+    progress=None,
     pilot_permutations: int = 64,
     _weights: Optional[np.ndarray] = None,
     _kind: str = "tmc",
-) -> Estimate:
+) -> ValuationResult:
     r"""Truncated Monte Carlo Shapley (Ghorbani & Zou, ICML 2019, Algorithm 1), an :class:`~ulam.Estimate` per player.
 
     :math:`\hat\phi_i = \frac{1}{T}\sum_{t} [V(P^{\pi_t}_i\cup\{i\}) - V(P^{\pi_t}_i)]` over ``T``
     permutations, with truncation (``truncation=None`` gives plain permutation
     sampling, unbiased). Stops at ``max_permutations``, or when every standard error is
     below ``target_stderr``, or when the paper's convergence test falls below ``rtol``
-    (0.05 in the paper), or after ``max_seconds`` — whichever comes first.
+    (0.05 in the paper), or after ``max_seconds`` — whichever comes first. The budget is
+    exact: ``max_permutations=100`` draws 100 permutations (for ``"antithetic"`` and
+    ``"stratified"``, rounded down to whole pairs / blocks of ``G``); ``info["num_permutations"]``
+    says how many were drawn.
 
     ``scheme``: ``"plain"``, ``"antithetic"``, ``"stratified"`` or ``"neyman"`` (see module
     doc; ``"neyman"`` first spends ``pilot_permutations`` plain permutations, time that
     counts against ``max_seconds``, on choosing its allocation);
     ``batch_size`` permutations are drawn per round (one vmapped call for JAX
     utilities); ``backend=RayBackend(...)`` runs rounds on Ray with identical results;
-    ``checkpoint=path`` saves every round and resumes from it.
+    ``checkpoint=path`` saves every round and resumes from it, refusing a checkpoint written
+    by a different utility (model, data, metric), method, truncation, scheme, batch size or
+    key unless ``force=True``; ``progress`` (default: on in a terminal) shows a bar with the
+    largest standard error; Ctrl-C stops with one line naming the checkpoint (see
+    :mod:`ulam.harness`).
 
     ``info`` holds ``fits_per_permutation`` (refits a sequential implementation
     performs), ``computed_fits`` (what the vectorized path actually evaluated),
-    ``stop_reason``, ``history_deviation``, and the raw ``samples``.
+    ``stop_reason``, ``history_deviation``, ``degenerate_coalitions`` (see
+    :class:`~ulam.valuation.SklearnUtility`) and the raw ``samples``.
 
     Example:
       >>> import jax, numpy as np
@@ -340,8 +355,8 @@ def tmc_shapley(
       (4,)
     """
     _check_utility(utility)
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key: expected a jax.random key, got {type(key).__name__}")
+    checks.prng_key(key)
+    batch_size = checks.count("batch_size", batch_size)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
     if truncation is not None and not isinstance(truncation, Truncation):
@@ -358,22 +373,31 @@ def tmc_shapley(
         chunk = chunk or min(G, 8)
         if stop.max_seconds is not None:  # the pilot's time counts against the budget
             stop = dataclasses.replace(stop, max_seconds=max(stop.max_seconds - pilot_info["pilot_seconds"], 0.0))
-    fn = partial(_permutation_round, utility, scheme, num_units, truncation, _weights, chunk, inclusion=inclusion)
-    est = run_rounds(
-        fn, key, G, unit=unit, batch=num_units * unit, stopping=stop, kind=f"{_kind}-{scheme}",
-        backend=backend, checkpoint=checkpoint, progress=progress,
+    fn = partial(_permutation_round, utility, scheme, unit, truncation, _weights, chunk, inclusion=inclusion)
+    settings = {"scheme": scheme, "truncation": truncation, "chunk": chunk,
+                "pilot_permutations": pilot_permutations if scheme == "neyman" else None}
+    est = run_valuation(
+        fn, key, utility, unit=unit, batch=num_units * unit, stopping=stop, kind=f"{_kind}-{scheme}",
+        settings=settings, backend=backend, checkpoint=checkpoint, force=force, progress=progress,
     )
     est.info.update({"scheme": scheme, "truncation": truncation, "empty_score": utility.empty_score,
                      "full_score": utility.full_score, **pilot_info})
     return est
 
 
-def beta_shapley(utility: Utility, key: jax.Array, alpha: float = 16.0, beta: float = 1.0, **kwargs) -> Estimate:
+def beta_shapley(utility: Utility, key: jax.Array, alpha: float = 16.0, beta: float = 1.0, **kwargs) -> ValuationResult:
     r"""Beta(:math:`\alpha,\beta`) Shapley (Kwon & Zou, AISTATS 2022) by reweighted permutation sampling.
 
     Takes :func:`tmc_shapley`'s keyword arguments; truncation defaults to ``None``
     here because Beta weights with :math:`\beta < \alpha` emphasize small prefixes
     but large ones still count. ``alpha = beta = 1`` is Data Shapley.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from ulam.valuation import beta_shapley, jax_utility, knn
+      >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+      >>> beta_shapley(jax_utility(knn(k=1), X, y, X, y), jax.random.key(0), 4.0, 1.0, max_permutations=32).n
+      32
     """
     _check_utility(utility)
     kwargs.setdefault("truncation", None)

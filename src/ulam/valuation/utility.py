@@ -96,6 +96,7 @@ class Utility:
     """
 
     batched: bool = False
+    num_degenerate: int = 0  # coalitions scored as the empty set because the learner failed on them
     num_players: int
     empty_score: float
     full_score: float
@@ -115,6 +116,10 @@ class Utility:
         new.groups = _check_groups(groups, self.num_points)
         new.num_players = self.num_points if new.groups is None else int(new.groups.max()) + 1
         return new
+
+    def identity(self):
+        """What identifies this utility in a checkpoint's fingerprint (model, data, metric, groups)."""
+        raise NotImplementedError  # pragma: no cover
 
     def _check_score(self, value: float, what: str) -> float:
         if not math.isfinite(value):
@@ -170,6 +175,15 @@ class JaxUtility(Utility):
         state = dict(self.__dict__)
         state["_cache"] = {}
         return state
+
+    def identity(self):
+        """The hash of :meth:`raw_score`'s program and the arrays it closes over (learner, data,
+        metric), with the groups and the empty-set score."""
+        from ulam.harness import hash_function
+
+        program = hash_function(self.raw_score, np.ones(self.num_points, bool))
+        groups = None if self.groups is None else self.groups.tolist()
+        return f"jax:{program}:{self.empty_score!r}:{groups}"
 
     def raw_score(self, point_mask):
         """:math:`V` of one point mask, traceable; degenerate subsets give ``empty_score``."""
@@ -275,7 +289,16 @@ def _next_pow2(n: int) -> int:
 
 
 class SklearnUtility(Utility):
-    """:math:`V(S)` from any object with scikit-learn's ``fit`` (the general path): one refit per subset."""
+    """:math:`V(S)` from any object with scikit-learn's ``fit`` (the general path): one refit per subset.
+
+    A *degenerate* coalition, one that lacks a class of the training set or on which the
+    learner raises (e.g. a solver that needs two classes, or k-NN with fewer than ``k``
+    points), gets the utility of the empty coalition, ``empty_score`` (by default the
+    score of predicting the test set's majority class for every point): such a coalition
+    carries no usable model, so it counts as no data. Each one is counted in
+    ``num_degenerate`` and reported in a valuation's ``info["degenerate_coalitions"]``. A
+    learner that raises on the full training set is an error, not a degenerate coalition.
+    """
 
     batched = False
 
@@ -302,10 +325,24 @@ class SklearnUtility(Utility):
             self.empty_score = self._check_score(empty_score, "the empty set (majority-class prediction)")
         else:
             self.empty_score = self._check_score(float(empty_score), "the empty set (the empty_score given)")
-        self.full_score = self._check_score(self._score_points(np.ones(self.num_points, bool)), "the full training set")
+        self.num_degenerate = 0
+        self.full_score = self._check_score(self._score_points(np.ones(self.num_points, bool), degenerate_ok=False),
+                                            "the full training set")
 
-    def _score_points(self, point_mask: np.ndarray) -> float:
+    def identity(self):
+        """The model's ``repr`` (its class and parameters), a hash of the data, the metric, groups and empty score."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.X, self.y, self.X_test, self.y_test):
+            h.update(np.ascontiguousarray(a).tobytes())
+        metric = getattr(self.metric, "__qualname__", repr(self.metric))
+        groups = None if self.groups is None else self.groups.tolist()
+        return f"sklearn:{self.model!r}:{h.hexdigest()[:16]}:{metric}:{self.empty_score!r}:{groups}"
+
+    def _score_points(self, point_mask: np.ndarray, degenerate_ok: bool = True) -> float:
         if not np.all(np.isin(self.classes, self.y[point_mask])):
+            self.num_degenerate += 1
             return self.empty_score
         from sklearn.base import clone
 
@@ -313,10 +350,19 @@ class SklearnUtility(Utility):
             model = clone(self.model)
         except Exception:  # not a scikit-learn estimator: fall back to a deep copy
             model = copy.deepcopy(self.model)
-        model.fit(self.X[point_mask], self.y[point_mask])
-        if self.metric is None:
-            return float(model.score(self.X_test, self.y_test))
-        return float(self.metric(self.y_test, model.predict(self.X_test)))
+        try:
+            model.fit(self.X[point_mask], self.y[point_mask])
+            if self.metric is None:
+                return float(model.score(self.X_test, self.y_test))
+            return float(self.metric(self.y_test, model.predict(self.X_test)))
+        except Exception as err:
+            if not degenerate_ok:
+                raise ValueError(
+                    f"model: {type(self.model).__name__} failed on the full training set ({type(err).__name__}: {err}); "
+                    "a valuation needs a learner that fits the whole data"
+                ) from err
+            self.num_degenerate += 1  # a coalition the learner cannot handle: valued as no data
+            return self.empty_score
 
     def scores(self, masks) -> np.ndarray:
         masks = self.point_masks(masks)
