@@ -122,7 +122,7 @@ def test_hierarchical_ordering_at_fixed_parameters():
     keys = jax.random.split(K0, 1500)
 
     def bound(n, k):  # the bound's draws only: no gradient program to compile
-        obj = vi.hierarchical_elbo(log_joint, hg, num_inner=n, num_outer=k)
+        obj = vi.hierarchical_elbo(log_joint, hg, num_inner=n, num_importance_samples=k)
         return Estimate.from_samples(jax.jit(jax.vmap(lambda kk: obj.value(p, kk)))(keys))
 
     vals = [bound(n, k) for n, k in ((1, 1), (5, 1), (5, 5))]
@@ -150,16 +150,81 @@ def test_fit_elbo_recovers_posterior():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="K must be at least 1"):
+    with pytest.raises(ValueError, match="num_importance_samples: expected an integer >= 1, got 0"):
         vi.iwae(log_joint, guide, 0)
-    with pytest.raises(ValueError, match="K must be at least 1"):
+    with pytest.raises(TypeError, match="guide: expected a HierarchicalGuide"):
         vi.diwhvi(log_joint, None, 5, 0)
-    with pytest.raises(ValueError, match="VIMCO needs K >= 2"):
+    with pytest.raises(ValueError, match="num_importance_samples: expected an integer >= 1, got 0"):
+        vi.diwhvi(log_joint, vi.HierarchicalGuide(guide, guide, guide), 5, 0)
+    with pytest.raises(ValueError, match="num_importance_samples: expected an integer >= 2 \\(VIMCO"):
         vi.vimco(log_joint, guide, 1)
     with pytest.raises(ValueError, match="pair \\(theta, phi\\)"):
         vi.elbo(log_joint, guide).grad_estimate(jnp.zeros(2), K0, 10)
     with pytest.raises(ValueError, match="sample site 'z': strategy 'reparam'"):
         vi.elbo(log_joint_binary, guide_binary).grad_estimate(((), PHI_B), K0, 10)
+
+
+def test_bad_inputs_name_the_argument_and_what_fits():
+    p = (THETA, jnp.array([0.2, -0.3]))
+    # a plain int where a key belongs
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 0; pass jax.random.key"):
+        ELBO.grad_estimate(p, 0, 10)
+    # counts: a float, a bool
+    with pytest.raises(TypeError, match="num_samples: expected an integer, got float 10.0"):
+        ELBO.grad_estimate(p, K0, 10.0)
+    with pytest.raises(TypeError, match="num_importance_samples: expected an integer, got bool True"):
+        vi.iwae(log_joint, guide, True)
+    # a distribution where a function belongs
+    with pytest.raises(TypeError, match="guide: expected a function guide\\(phi, \\*data\\) -> distribution.*"
+                                        "a distribution was given"):
+        vi.elbo(log_joint, dist.Normal(0.0, 1.0))
+    with pytest.raises(TypeError, match="log_joint: expected a function log_joint"):
+        vi.iwae(dist.Normal(0.0, 1.0).log_prob(0.0), guide, 2)
+    with pytest.raises(TypeError, match="proposal: expected a function"):
+        vi.SIRGuide(dist.Normal(0.0, 1.0), 4)
+    # a log-joint returning a vector: the message names the callback and the shape it returned
+    with pytest.raises(ValueError, match=r"log_joint: expected its output to be a scalar of shape \(\), got shape \(3,\)"):
+        vi.elbo(lambda z, th: jnp.zeros(3) + z, guide).value(p, K0)
+
+
+def test_num_particles_is_a_deprecated_alias_of_num_importance_samples():
+    new = vi.iwae(log_joint, guide, num_importance_samples=3)
+    for make in (vi.iwae, vi.iwae_dreg, vi.vimco, vi.reweighted_wake_sleep):
+        with pytest.warns(DeprecationWarning, match="num_particles is deprecated.*num_importance_samples"):
+            old = make(log_joint, guide, num_particles=3)
+        assert old.name == make(log_joint, guide, 3).name
+    with pytest.raises(TypeError, match="either num_importance_samples or its deprecated alias"):
+        vi.iwae(log_joint, guide, 3, num_particles=3)
+    # same key, same bits through the old name
+    p = (THETA, jnp.array([0.2, -0.3]))
+    with pytest.warns(DeprecationWarning):
+        old = vi.iwae(log_joint, guide, num_particles=3)
+    assert float(old.value(p, K0)) == float(new.value(p, K0))
+    with pytest.warns(DeprecationWarning):
+        g = vi.SIRGuide(guide, num_particles=4)
+    assert g.num_importance_samples == 4 and g == vi.SIRGuide(guide, 4)
+    with pytest.warns(DeprecationWarning):
+        assert g.num_particles == 4
+    with pytest.warns(DeprecationWarning, match="num_particles is deprecated"):
+        assert vi.diwhvi(log_joint, vi.HierarchicalGuide(guide, guide, guide), 2, num_outer=3).name == "hvi(N=2,K=3)"
+
+
+def test_sir_sample_key_after_params_and_old_order_deprecated():
+    p = (THETA, jnp.array([0.2, -0.3]))
+    z, log_w = vi.sir_sample(log_joint, guide, p, K0, 8)
+    assert log_w.shape == (8,) and jnp.shape(z) == ()
+    assert bool(jnp.any(jnp.isclose(log_w, log_joint(z, THETA) - guide(p[1]).log_prob(z))))
+    with pytest.warns(DeprecationWarning, match="key now comes after params"):
+        z_old, log_w_old = vi.sir_sample(K0, log_joint, guide, p, 8)
+    assert float(z_old) == float(z) and bool(jnp.all(log_w_old == log_w))
+    with pytest.raises(TypeError, match="key: expected a jax.random key"):
+        vi.sir_sample(log_joint, guide, p, 3, 8)
+
+
+def test_reprs_are_short():
+    assert repr(ELBO) == "Objective('elbo')"
+    assert repr(SIR4) == "SIRGuide(num_importance_samples=4, index_strategy='enum')"
+    assert repr(vi.HierarchicalGuide(guide, guide, guide)) == "HierarchicalGuide(aux, conditional, reverse)"
 
 
 # -- SIR as an approximate-normalisation guide ---------------------------------------------

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam.grad import common as C
 
 __all__ = ["categorical_disarm_gradient", "stick_breaking_logits"]
 
@@ -65,7 +65,7 @@ def categorical_disarm_gradient(
       >>> bool(jnp.all(jnp.abs(est.mean - truth) < 4 * est.stderr))
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d, logits_of = C.categorical_logits(distribution, params, "categorical DisARM")  # logits: batch + (C,)
     logits = C.stop(logits_of(params))

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = ["enumeration_gradient", "support_values"]
 
@@ -65,6 +66,8 @@ def enumeration_gradient(
       >>> float(est.mean)  # 0.1 * s (1 - s) at s = 1/2
       0.025...
     """
+    checks.function("f", f, "a function f(x, params) -> scalar")
+    checks.count("max_configurations", max_configurations)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     if tuple(d.event_shape) != ():

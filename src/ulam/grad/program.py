@@ -52,7 +52,8 @@ import numpy as np
 import numpyro.distributions as dist
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 from ulam.grad.enumeration import support_values
 
 __all__ = [
@@ -100,10 +101,12 @@ def baseline(value: Any = "leave_one_out", strategy: Strategy = reinforce) -> St
     The leave-one-out baseline of particle ``i`` is the mean program value of the other particles
     (Kool et al. 2019), so the estimate stays unbiased.
     """
+    if not isinstance(strategy, Strategy):
+        raise TypeError(checks.message("strategy", "a ulam.grad Strategy (reinforce)", type(strategy).__name__))
     if strategy.kind != "reinforce":
         raise ValueError(f"baseline: only a 'reinforce' strategy takes a baseline, got {strategy.kind!r}")
-    if isinstance(value, str) and value != "leave_one_out":
-        raise ValueError(f"baseline: expected a number or 'leave_one_out', got {value!r}")
+    if isinstance(value, str):
+        checks.one_of("baseline", value, ["leave_one_out"])
     return Strategy("reinforce", value)
 
 
@@ -280,7 +283,7 @@ class _Tracer:
         kind = strategy.kind
         spec = jax.eval_shape(lambda k: d.sample(k), jax.random.key(0))
         if kind not in ("reparam", "reinforce", "enum", "mvd"):
-            raise ValueError(f"sample site {name!r}: unknown strategy {kind!r}")
+            checks.one_of(f"sample site {name!r}: strategy", kind, ["reparam", "reinforce", "enum", "mvd"])
         if kind == "reparam":
             if C.is_discrete(d):
                 raise ValueError(
@@ -423,7 +426,7 @@ def _needs_values(plan):
 
 def _check_program(program):
     if not callable(program):
-        raise TypeError(f"program: expected a function (t, params) -> scalar, got {type(program).__name__}")
+        raise TypeError(checks.message("program", "a function (t, params) -> scalar", type(program).__name__))
 
 
 def program_surrogate(program: Callable, params, key: jax.Array, num_samples: int, *, max_runs: int = 4096):

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = ["relax_gradient", "rebar_gradient", "rebar_control"]
 
@@ -70,7 +71,7 @@ def relax_gradient(
       >>> bool(abs(est.mean - 0.025) < 4 * est.stderr)
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     C.check_params(control_params, "control_params")
     d = C.make_distribution(distribution, params)
@@ -211,8 +212,8 @@ def rebar_gradient(
       >>> bool(abs(est.mean - 0.025) < 4 * est.stderr)
       True
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be positive, got {temperature}")
+    C.check_estimator_args(f, distribution, key, num_samples)
+    checks.positive("temperature", temperature)
     d = C.make_distribution(distribution, params)
     categorical = type(d).__name__.startswith("Categorical")
     if not (categorical or type(d).__name__.startswith("Bernoulli")):

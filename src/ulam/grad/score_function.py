@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = [
     "score_function_gradient",
@@ -84,7 +85,7 @@ def score_function_gradient(
       >>> bool(abs(est.mean - 2.0) < 4 * est.stderr)
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     xs = C.stop(d.sample(key, (n,)))
@@ -109,11 +110,8 @@ def score_function_gradient(
                 return (fb - b) * s
 
             terms = tree_map(opt, scores)
-        else:
-            raise ValueError(
-                f"baseline: unknown name {baseline!r}; use None, a number, a pytree like params, "
-                "'leave_one_out' or 'optimal'"
-            )
+        else:  # the error lists the names (a number, None or a pytree like params also work)
+            checks.one_of("baseline", baseline, ["leave_one_out", "rloo", "optimal"])
     else:
         if jax.tree_util.tree_structure(baseline) == jax.tree_util.tree_structure(0.0) and jnp.ndim(baseline) == 0:
             b = jnp.asarray(baseline)
@@ -161,8 +159,7 @@ def ema_baseline(decay: float = 0.9) -> EMABaseline:
       ...                                   jax.random.key(i), 100, baseline=ema.value(state))
       ...     state = ema.update(state, est.info["value"])
     """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay: must lie in [0, 1), got {decay}")
+    checks.in_interval("decay", decay, 0.0, 1.0, high_open=True)
 
     def init():
         return EMABaselineState(jnp.zeros(()), jnp.zeros(()))
@@ -192,8 +189,7 @@ def optimal_baseline_ema(decay: float = 0.9):
     feed ``value(state)`` as ``baseline=`` (a per-coordinate pytree) and ``update`` with the returned
     Estimate (it reads ``info['optimal_baseline_num'/'den']``).
     """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay: must lie in [0, 1), got {decay}")
+    checks.in_interval("decay", decay, 0.0, 1.0, high_open=True)
 
     def init(params):
         z = C.tree_zeros_like(params)

@@ -13,13 +13,16 @@ from ulam.vi.hierarchical import HierarchicalGuide, diwhvi, hierarchical_elbo, h
 from ulam.vi.objectives import (
     Objective,
     SIRGuide,
+    check_num_importance_samples,
     check_vi_params,
     elbo,
     iwae,
     iwae_dreg,
     log_mean_exp,
+    objective_from_program,
     reweighted_wake_sleep,
     sir_sample,
+    summed_log_prob,
     vimco,
 )
 
@@ -41,5 +44,8 @@ __all__ = [
     "make_step",
     "FitResult",
     "check_vi_params",
+    "check_num_importance_samples",
     "log_mean_exp",
+    "summed_log_prob",
+    "objective_from_program",
 ]
