@@ -335,6 +335,17 @@ def test_misspelt_strategy_lists_what_is_accepted():
         G.program_gradient(prog, 1.0, K0, 10)
 
 
+def test_program_returning_a_vector_names_the_program_and_the_shape():
+    def prog(t, th):
+        return t.sample("x", dist.Normal(th, 1.0), G.reparam) * jnp.ones(3)
+
+    with pytest.raises(ValueError, match=r"program: expected its output to be a floating-point scalar of shape \(\), "
+                                         r"got shape \(3,\) and dtype float32"):
+        G.program_gradient(prog, 1.0, K0, 10)
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 0"):
+        G.program_value(lambda t, th: t.sample("x", dist.Normal(th, 1.0), G.reparam), 1.0, 0, 10)
+
+
 def test_relaxed_samplers_take_the_key_after_the_logits():
     logits = jnp.array([0.3, -0.2, 0.1])
     for sampler in (G.gumbel_softmax_sample, G.straight_through_gumbel_sample, G.relaxed_bernoulli_sample,

@@ -32,7 +32,17 @@ __all__ = ["categorical_disarm_gradient", "stick_breaking_logits"]
 
 
 def stick_breaking_logits(logits):
-    r"""Node logits :math:`\eta_k = \ell_k - \log\sum_{j>k} e^{\ell_j}`, ``k = 0..C-2`` (last axis)."""
+    r"""Node logits :math:`\eta_k = \ell_k - \log\sum_{j>k} e^{\ell_j}`, ``k = 0..C-2`` (last axis).
+
+    Node ``k`` of the stick-breaking construction stops at category ``k`` with probability
+    :math:`\sigma(\eta_k)` (Dong, Mnih & Tucker 2021).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import stick_breaking_logits
+      >>> [round(float(v), 4) for v in stick_breaking_logits(jnp.zeros(3))]   # stop w.p. 1/3, then 1/2
+      [-0.6931, 0.0]
+    """
     tail = jax.lax.cumlogsumexp(logits, axis=logits.ndim - 1, reverse=True)  # tail[k] = lse(l[k:])
     return logits[..., :-1] - tail[..., 1:]
 

@@ -24,7 +24,14 @@ __all__ = ["enumeration_gradient", "support_values"]
 
 
 def support_values(d) -> np.ndarray:
-    """The finite support of one coordinate of ``d`` as a host array (Bernoulli, Categorical, Binomial)."""
+    """The finite support of one coordinate of ``d`` as a host array (Bernoulli, Categorical, Binomial).
+
+    Example:
+      >>> import jax.numpy as jnp, numpyro.distributions as dist
+      >>> from ulam.grad import support_values
+      >>> support_values(dist.Categorical(logits=jnp.zeros(3))).tolist()
+      [0, 1, 2]
+    """
     while type(d).__name__ in ("ExpandedDistribution", "Independent", "MaskedDistribution") and hasattr(d, "base_dist"):
         d = d.base_dist
     name = type(d).__name__

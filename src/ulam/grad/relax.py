@@ -174,6 +174,14 @@ def rebar_control(f: Callable, params, *, categorical: bool = False):
 
     :math:`\sigma_\lambda` is the sigmoid of :math:`z/\lambda` for binary variables and, with
     ``categorical=True``, the softmax of :math:`z/\lambda` over the last axis (a relaxed one-hot).
+    Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein (NeurIPS 2017).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import rebar_control
+      >>> c = rebar_control(lambda b, th: jnp.sum(b), 0.0)
+      >>> float(c(jnp.zeros(2), {"eta": 1.0, "log_temperature": 0.0}))   # sigmoid(0) summed over 2
+      1.0
     """
 
     def c(z, psi):

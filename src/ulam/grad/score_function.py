@@ -130,14 +130,32 @@ def score_function_gradient(
 
 
 class EMABaselineState(NamedTuple):
-    """Running average of ``f`` (``average``) and the total weight given to data so far (for debiasing)."""
+    """Running average of ``f`` (``average``) and the total weight given to data so far (for debiasing).
+
+    Example:
+      >>> from ulam.grad import ema_baseline
+      >>> ema = ema_baseline(0.5)
+      >>> state = ema.update(ema.init(), 2.0)
+      >>> float(state.average), float(state.weight), float(ema.value(state))
+      (1.0, 0.5, 2.0)
+    """
 
     average: jax.Array
     weight: jax.Array
 
 
 class EMABaseline(NamedTuple):
-    """An exponential-moving-average baseline as pure functions: ``init``, ``update``, ``value``."""
+    """An exponential-moving-average baseline as pure functions: ``init``, ``update``, ``value``.
+
+    Example:
+      >>> from ulam.grad import ema_baseline
+      >>> ema = ema_baseline(0.9)
+      >>> float(ema.value(ema.init()))   # no data yet: baseline 0
+      0.0
+    """
+
+    def __repr__(self) -> str:
+        return "EMABaseline(init, update, value)"
 
     init: Callable[[], EMABaselineState]
     update: Callable[[EMABaselineState, jax.Array], EMABaselineState]
@@ -175,7 +193,15 @@ def ema_baseline(decay: float = 0.9) -> EMABaseline:
 
 
 class OptimalBaselineState(NamedTuple):
-    """Running averages of :math:`E[f s^2]` and :math:`E[s^2]`, per coordinate of ``params``."""
+    """Running averages of :math:`E[f s^2]` and :math:`E[s^2]`, per coordinate of ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import optimal_baseline_ema
+      >>> init, update, value = optimal_baseline_ema(0.9)
+      >>> init(jnp.zeros(2))
+      OptimalBaselineState(num=Array([0., 0.], dtype=float32), den=Array([0., 0.], dtype=float32))
+    """
 
     num: object
     den: object
@@ -188,6 +214,17 @@ def optimal_baseline_ema(decay: float = 0.9):
     of the binary-neuron REINFORCE estimator. Returns ``(init(params), update(state, est), value(state))``;
     feed ``value(state)`` as ``baseline=`` (a per-coordinate pytree) and ``update`` with the returned
     Estimate (it reads ``info['optimal_baseline_num'/'den']``).
+
+    Example:
+      >>> import jax, numpyro.distributions as dist
+      >>> from ulam.grad import optimal_baseline_ema, score_function_gradient
+      >>> init, update, value = optimal_baseline_ema(0.5)
+      >>> state = init(1.0)
+      >>> est = score_function_gradient(lambda x, th: x**2, lambda th: dist.Normal(th, 1.0), 1.0,
+      ...                               jax.random.key(0), 100, baseline=value(state))
+      >>> state = update(state, est)
+      >>> bool(value(state) > 0)   # E[f s^2] / E[s^2] for f = x^2 is positive
+      True
     """
     checks.in_interval("decay", decay, 0.0, 1.0, high_open=True)
 
