@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ulam import grad as G
 from ulam.testing import assert_close, assert_variance_reduced, assert_within_stderr
@@ -364,3 +366,14 @@ def test_common_is_public_and_private_path_aliases_it():
 
     assert old is common
     assert "compiled" in common.__all__ and "check_estimator_args" in common.__all__
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-8.0, 8.0, width=32), min_size=2, max_size=6))
+def test_stick_breaking_logits_reconstruct_the_categorical(logits):
+    # stopping at node k with prob sigmoid(eta_k), after passing nodes 0..k-1, gives softmax(logits)_k
+    l = jnp.asarray(logits, jnp.float32)
+    stop = jax.nn.sigmoid(G.stick_breaking_logits(l))
+    passed = jnp.concatenate([jnp.ones(1), jnp.cumprod(1.0 - stop)])
+    probs = jnp.concatenate([stop, jnp.ones(1)]) * passed
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(jax.nn.softmax(l)), atol=2e-5)
