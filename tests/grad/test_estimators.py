@@ -312,7 +312,7 @@ def test_bad_inputs_name_the_argument_and_what_fits():
     with pytest.raises(TypeError, match="num_samples: expected an integer, got float 100.0"):
         G.arm_gradient(FB, BERN, THETA, K0, 100.0)
     with pytest.raises(TypeError, match="distribution: expected a function params -> distribution, got Normal; "
-                                        "a distribution was given"):
+                                        "a distribution was given: pass a function that builds it from the parameters"):
         G.score_function_gradient(SQUARE, dist.Normal(0.0, 1.0), 1.0, K0, 10)
     with pytest.raises(TypeError, match="f: expected a function f\\(x, params\\) -> scalar, got Normal"):
         G.pathwise_gradient(dist.Normal(0.0, 1.0), NORMAL, 1.0, K0, 10)

@@ -179,7 +179,7 @@ def test_bad_inputs_name_the_argument_and_what_fits():
         vi.iwae(log_joint, guide, True)
     # a distribution where a function belongs
     with pytest.raises(TypeError, match="guide: expected a function guide\\(phi, \\*data\\) -> distribution.*"
-                                        "a distribution was given"):
+                                        "a distribution was given: pass a function that builds it"):
         vi.elbo(log_joint, dist.Normal(0.0, 1.0))
     with pytest.raises(TypeError, match="log_joint: expected a function log_joint"):
         vi.iwae(dist.Normal(0.0, 1.0).log_prob(0.0), guide, 2)

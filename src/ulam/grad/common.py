@@ -30,6 +30,7 @@ from ulam.estimate import Estimate
 __all__ = [
     "check_num_samples",
     "check_estimator_args",
+    "check_distribution_function",
     "check_params",
     "check_same_structure",
     "make_distribution",
@@ -66,7 +67,7 @@ def check_estimator_args(f: Callable, distribution: Callable, key, num_samples=N
     ``>= minimum``; returns ``num_samples`` as an ``int`` (``None`` when not given).
     """
     checks.function("f", f, "a function f(x, params) -> scalar")
-    checks.function("distribution", distribution, "a function params -> distribution")
+    check_distribution_function("distribution", distribution, "a function params -> distribution")
     checks.prng_key(key)
     return None if num_samples is None else check_num_samples(num_samples, minimum=minimum)
 
@@ -97,9 +98,21 @@ def check_same_structure(tree, reference, name: str, reference_name: str = "para
             )
 
 
+def check_distribution_function(name: str, value, expects: str = "a function params -> distribution"):
+    """A function that *returns* a distribution; a distribution object passed instead is refused with the fix.
+
+    (``checks.function`` suggests passing ``d.log_prob``, which fits a log-density argument, not this one.)
+    """
+    if hasattr(value, "log_prob") and hasattr(value, "sample"):
+        raise TypeError(checks.message(name, expects, type(value).__name__,
+                                       "a distribution was given: pass a function that builds it from the parameters, "
+                                       "e.g. `lambda params: dist.Normal(params, 1.0)`"))
+    return checks.function(name, value, expects)
+
+
 def make_distribution(distribution: Callable, params, name: str = "distribution"):
     """``distribution(params)``, checked: a function of ``params`` returning an object with ``sample`` and ``log_prob``."""
-    checks.function(name, distribution, "a function params -> distribution")
+    check_distribution_function(name, distribution)
     try:
         d = distribution(params)
     except (TypeError, KeyError, IndexError, AttributeError) as err:

@@ -5,7 +5,10 @@ hierarchical VI with approximate marginalisation (HVI, IWHVI, DIWHVI), SIR as a 
 approximate-normalisation guide (``SIRGuide``), and an Optax ``fit``
 loop. After Becker, Lew, Wang, Ghavami, Huot, Rinard & Mansinghka, *Probabilistic Programming with
 Programmable Variational Inference* (PLDI 2024). Models are log-joints ``log_joint(z, theta, *data)``,
-guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``.
+guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``. The IWAE-type
+count ``K`` is ``num_importance_samples`` everywhere (``num_particles`` is its deprecated name, one
+release); ``num_samples`` counts independent draws of an estimate; the key follows the parameters.
+New objectives are built with :func:`objective_from_program` and :func:`summed_log_prob`.
 """
 
 from ulam.vi.fit import FitResult, fit, make_step

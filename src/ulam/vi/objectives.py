@@ -195,7 +195,7 @@ def objective_from_program(name: str, program_of: Callable) -> Objective:
 def _check_model(log_joint, guide):
     checks.function("log_joint", log_joint, "a function log_joint(z, theta, *data) -> scalar")
     if not isinstance(guide, SIRGuide):
-        checks.function("guide", guide, "a function guide(phi, *data) -> distribution (or a SIRGuide)")
+        C.check_distribution_function("guide", guide, "a function guide(phi, *data) -> distribution (or a SIRGuide)")
 
 
 def _log_joint_value(log_joint, z, theta, data):
@@ -475,7 +475,7 @@ class SIRGuide(_SIRGuideFields):
     __slots__ = ()
 
     def __new__(cls, proposal, num_importance_samples=None, target=None, index_strategy=enum, *, num_particles=None):
-        checks.function("proposal", proposal, "a function proposal(phi, *data) -> distribution")
+        C.check_distribution_function("proposal", proposal, "a function proposal(phi, *data) -> distribution")
         n = check_num_importance_samples(num_importance_samples, num_particles=num_particles, fn="SIRGuide")
         return super().__new__(cls, proposal, n, target, index_strategy)
 
