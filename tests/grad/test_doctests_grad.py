@@ -6,6 +6,8 @@ import importlib
 import pytest
 
 MODULES = [
+    "ulam.grad",
+    "ulam.grad.common",
     "ulam.grad.arm",
     "ulam.grad.categorical_disarm",
     "ulam.grad.enumeration",
@@ -16,6 +18,7 @@ MODULES = [
     "ulam.grad.relaxed",
     "ulam.grad.score_function",
     "ulam.grad.stochastic_neurons",
+    "ulam.vi",
     "ulam.vi.fit",
     "ulam.vi.hierarchical",
     "ulam.vi.objectives",

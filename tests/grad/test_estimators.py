@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ulam import grad as G
 from ulam.testing import assert_close, assert_variance_reduced, assert_within_stderr
@@ -188,12 +190,12 @@ def test_wrong_parameter_structure():
         G.score_function_gradient(SQUARE, d, {"loc": 1.0}, K0, 10, baseline={"scale": 1.0})
     with pytest.raises(TypeError, match="floating-point"):
         G.score_function_gradient(SQUARE, NORMAL, 1, K0, 10)
-    with pytest.raises(ValueError, match="unknown name"):
+    with pytest.raises(ValueError, match="baseline: expected one of 'leave_one_out', 'rloo', 'optimal', got 'best'"):
         G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 10, baseline="best")
 
 
 def test_bad_sample_counts_and_families():
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="num_samples: expected an integer >= 2, got 1"):
         G.score_function_gradient(SQUARE, NORMAL, 1.0, K0, 1)
     with pytest.raises(TypeError, match="measure-valued gradients are implemented"):
         G.measure_valued_gradient(SQUARE, lambda a: dist.Gamma(a, 1.0), 1.0, K0, 10)
@@ -297,3 +299,81 @@ def test_enumeration_and_enum_choice_exact_at_logits_exactly_zero():
     assert_close(float(G.enumeration_gradient(FB, BERN, 0.0).mean), 0.025, rtol=1e-5)
     est = G.program_gradient(lambda t, th: (t.sample("b", G.flip_enum(logits=th)) - 0.45) ** 2, 0.0, K0, 2)
     assert_close(float(est.mean), 0.025, rtol=1e-5)
+
+
+# -- one input-check vocabulary (ulam.checks): name the argument, say what fits -------------------
+
+
+def test_bad_inputs_name_the_argument_and_what_fits():
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 0; pass jax.random.key"):
+        G.score_function_gradient(SQUARE, NORMAL, 1.0, 0, 10)
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 3"):
+        G.pathwise_gradient(SQUARE, NORMAL, 1.0, 3, 10)
+    with pytest.raises(TypeError, match="num_samples: expected an integer, got float 100.0"):
+        G.arm_gradient(FB, BERN, THETA, K0, 100.0)
+    with pytest.raises(TypeError, match="distribution: expected a function params -> distribution, got Normal; "
+                                        "a distribution was given: pass a function that builds it from the parameters"):
+        G.score_function_gradient(SQUARE, dist.Normal(0.0, 1.0), 1.0, K0, 10)
+    with pytest.raises(TypeError, match="f: expected a function f\\(x, params\\) -> scalar, got Normal"):
+        G.pathwise_gradient(dist.Normal(0.0, 1.0), NORMAL, 1.0, K0, 10)
+    with pytest.raises(TypeError, match="distribution: expected a function returning a distribution .*got one returning float"):
+        G.score_function_gradient(SQUARE, lambda th: 1.0, 1.0, K0, 10)
+    with pytest.raises(ValueError, match=r"f: expected its output to be a scalar of shape \(\), got shape \(3,\); sum or average"):
+        G.score_function_gradient(lambda x, th: jnp.zeros(3) + x, NORMAL, 1.0, K0, 10)
+    with pytest.raises(ValueError, match="baseline: expected one of 'leave_one_out', got 'leave-one-out'"):
+        G.baseline("leave-one-out")
+    with pytest.raises(ValueError, match="temperature: expected a finite number > 0, got 0"):
+        G.gumbel_softmax_gradient(FB, BERN, THETA, K0, 10, temperature=0.0)
+    with pytest.raises(ValueError, match=r"decay: expected a finite value in \[0, 1\), got 1"):
+        G.ema_baseline(1.0)
+
+
+def test_misspelt_strategy_lists_what_is_accepted():
+    def prog(t, th):
+        return t.sample("x", dist.Normal(th, 1.0), G.Strategy("reparm"))
+
+    with pytest.raises(ValueError, match="strategy: expected one of 'reparam', 'reinforce', 'enum', 'mvd', "
+                                         "got 'reparm'; did you mean 'reparam'"):
+        G.program_gradient(prog, 1.0, K0, 10)
+
+
+def test_program_returning_a_vector_names_the_program_and_the_shape():
+    def prog(t, th):
+        return t.sample("x", dist.Normal(th, 1.0), G.reparam) * jnp.ones(3)
+
+    with pytest.raises(ValueError, match=r"program: expected its output to be a floating-point scalar of shape \(\), "
+                                         r"got shape \(3,\) and dtype float32"):
+        G.program_gradient(prog, 1.0, K0, 10)
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 0"):
+        G.program_value(lambda t, th: t.sample("x", dist.Normal(th, 1.0), G.reparam), 1.0, 0, 10)
+
+
+def test_relaxed_samplers_take_the_key_after_the_logits():
+    logits = jnp.array([0.3, -0.2, 0.1])
+    for sampler in (G.gumbel_softmax_sample, G.straight_through_gumbel_sample, G.relaxed_bernoulli_sample,
+                    G.straight_through_relaxed_bernoulli_sample):
+        y = sampler(logits, K0, 0.5)
+        with pytest.warns(DeprecationWarning, match="key now comes after the logits"):
+            y_old = sampler(K0, logits, 0.5)
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(y_old))  # same key, same bits
+    with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 1"):
+        G.gumbel_softmax_sample(logits, 1)
+
+
+def test_common_is_public_and_private_path_aliases_it():
+    import ulam.grad._common as old
+    from ulam.grad import common
+
+    assert old is common
+    assert "compiled" in common.__all__ and "check_estimator_args" in common.__all__
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-8.0, 8.0, width=32), min_size=2, max_size=6))
+def test_stick_breaking_logits_reconstruct_the_categorical(logits):
+    # stopping at node k with prob sigmoid(eta_k), after passing nodes 0..k-1, gives softmax(logits)_k
+    l = jnp.asarray(logits, jnp.float32)
+    stop = jax.nn.sigmoid(G.stick_breaking_logits(l))
+    passed = jnp.concatenate([jnp.ones(1), jnp.cumprod(1.0 - stop)])
+    probs = jnp.concatenate([stop, jnp.ones(1)]) * passed
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(jax.nn.softmax(l)), atol=2e-5)

@@ -18,6 +18,15 @@ Stochastic binary neurons (Bengio, Léonard & Courville 2013): ``binary_neuron_r
 Programs with a strategy per random choice (ADEV / genjax.vi): ``program_gradient``,
   ``program_surrogate``, ``program_value``, ``expectation`` and the strategies ``reparam``,
   ``reinforce``, ``enum``, ``mvd``, ``baseline(...)`` with shorthands ``normal_reparam``, ``flip_enum``, ...
+What the estimators share (input checks, ``log_prob``, ``compiled``) is the public
+:mod:`ulam.grad.common`, which new estimators and :mod:`ulam.vi` build on.
+
+Example:
+  >>> import jax, numpyro.distributions as dist
+  >>> from ulam.grad import pathwise_gradient
+  >>> est = pathwise_gradient(lambda x, th: x**2, lambda th: dist.Normal(th, 1.0), 1.0, jax.random.key(0), 1000)
+  >>> bool(abs(est.mean - 2.0) < 4 * est.stderr)   # d/dth E[x^2] = 2 th
+  True
 """
 
 from ulam.grad.arm import arm_gradient, arsm_gradient, disarm_gradient
@@ -75,5 +84,59 @@ from ulam.grad.stochastic_neurons import (
     straight_through_gradient,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("arm", "categorical_disarm", "enumeration", "measure_valued",
-           "pathwise", "program", "relax", "relaxed", "score_function", "stochastic_neurons")]
+__all__ = [
+    "score_function_gradient",
+    "ema_baseline",
+    "EMABaseline",
+    "EMABaselineState",
+    "optimal_baseline_ema",
+    "OptimalBaselineState",
+    "pathwise_gradient",
+    "implicit_pathwise_gradient",
+    "IMPLICIT_FAMILIES",
+    "measure_valued_gradient",
+    "enumeration_gradient",
+    "support_values",
+    "gumbel_softmax_gradient",
+    "gumbel_softmax_sample",
+    "straight_through_gumbel_sample",
+    "relaxed_bernoulli_sample",
+    "straight_through_relaxed_bernoulli_sample",
+    "arm_gradient",
+    "disarm_gradient",
+    "arsm_gradient",
+    "categorical_disarm_gradient",
+    "stick_breaking_logits",
+    "relax_gradient",
+    "rebar_gradient",
+    "rebar_control",
+    "binary_neuron_reinforce_gradient",
+    "decomposition_gradient",
+    "stochastic_times_smooth",
+    "noise_injection_gradient",
+    "noisy_rectifier",
+    "straight_through_gradient",
+    "bernoulli_straight_through",
+    "program_gradient",
+    "program_surrogate",
+    "program_value",
+    "expectation",
+    "Strategy",
+    "Choice",
+    "reparam",
+    "reinforce",
+    "enum",
+    "mvd",
+    "baseline",
+    "normal_reparam",
+    "normal_reinforce",
+    "flip_enum",
+    "flip_mvd",
+    "flip_reinforce",
+    "categorical_enum",
+    "categorical_mvd",
+    "categorical_reinforce",
+    "beta_implicit",
+    "gamma_implicit",
+    "uniform_reparam",
+]

@@ -33,13 +33,13 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam.grad import common as C
 
 __all__ = ["arm_gradient", "disarm_gradient", "arsm_gradient"]
 
 
 def _antithetic(f, distribution, params, key, num_samples, rule):
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     if not type(d).__name__.startswith("Bernoulli"):
@@ -123,7 +123,7 @@ def arsm_gradient(f: Callable, distribution: Callable, params, key: jax.Array, n
       >>> bool(jnp.all(jnp.abs(est.mean - truth) < 4 * est.stderr))
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d, logits_of = C.categorical_logits(distribution, params, "ARSM")  # logits: batch + (C,)
     logits, vjp_fn = jax.vjp(logits_of, params)

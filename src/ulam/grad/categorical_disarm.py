@@ -26,13 +26,23 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam.grad import common as C
 
 __all__ = ["categorical_disarm_gradient", "stick_breaking_logits"]
 
 
 def stick_breaking_logits(logits):
-    r"""Node logits :math:`\eta_k = \ell_k - \log\sum_{j>k} e^{\ell_j}`, ``k = 0..C-2`` (last axis)."""
+    r"""Node logits :math:`\eta_k = \ell_k - \log\sum_{j>k} e^{\ell_j}`, ``k = 0..C-2`` (last axis).
+
+    Node ``k`` of the stick-breaking construction stops at category ``k`` with probability
+    :math:`\sigma(\eta_k)` (Dong, Mnih & Tucker 2021).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import stick_breaking_logits
+      >>> [round(float(v), 4) for v in stick_breaking_logits(jnp.zeros(3))]   # stop w.p. 1/3, then 1/2
+      [-0.6931, 0.0]
+    """
     tail = jax.lax.cumlogsumexp(logits, axis=logits.ndim - 1, reverse=True)  # tail[k] = lse(l[k:])
     return logits[..., :-1] - tail[..., 1:]
 
@@ -65,7 +75,7 @@ def categorical_disarm_gradient(
       >>> bool(jnp.all(jnp.abs(est.mean - truth) < 4 * est.stderr))
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d, logits_of = C.categorical_logits(distribution, params, "categorical DisARM")  # logits: batch + (C,)
     logits = C.stop(logits_of(params))

@@ -17,13 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = ["enumeration_gradient", "support_values"]
 
 
 def support_values(d) -> np.ndarray:
-    """The finite support of one coordinate of ``d`` as a host array (Bernoulli, Categorical, Binomial)."""
+    """The finite support of one coordinate of ``d`` as a host array (Bernoulli, Categorical, Binomial).
+
+    Example:
+      >>> import jax.numpy as jnp, numpyro.distributions as dist
+      >>> from ulam.grad import support_values
+      >>> support_values(dist.Categorical(logits=jnp.zeros(3))).tolist()
+      [0, 1, 2]
+    """
     while type(d).__name__ in ("ExpandedDistribution", "Independent", "MaskedDistribution") and hasattr(d, "base_dist"):
         d = d.base_dist
     name = type(d).__name__
@@ -65,6 +73,8 @@ def enumeration_gradient(
       >>> float(est.mean)  # 0.1 * s (1 - s) at s = 1/2
       0.025...
     """
+    checks.function("f", f, "a function f(x, params) -> scalar")
+    checks.count("max_configurations", max_configurations)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     if tuple(d.event_shape) != ():

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam.grad import common as C
 
 __all__ = ["measure_valued_gradient"]
 
@@ -86,7 +86,7 @@ def measure_valued_gradient(
       >>> bool(jnp.allclose(est.mean, 0.1 * s * (1 - s), atol=1e-6))
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     fam = _family(d)

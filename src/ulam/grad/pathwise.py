@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam.grad import common as C
 
 __all__ = ["pathwise_gradient", "implicit_pathwise_gradient", "IMPLICIT_FAMILIES"]
 
@@ -64,7 +64,7 @@ def pathwise_gradient(
       >>> bool(abs(est.mean - 2.0) < 4 * est.stderr)
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     _check_continuous(d)

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = ["relax_gradient", "rebar_gradient", "rebar_control"]
 
@@ -70,7 +71,7 @@ def relax_gradient(
       >>> bool(abs(est.mean - 0.025) < 4 * est.stderr)
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     C.check_params(control_params, "control_params")
     d = C.make_distribution(distribution, params)
@@ -173,6 +174,14 @@ def rebar_control(f: Callable, params, *, categorical: bool = False):
 
     :math:`\sigma_\lambda` is the sigmoid of :math:`z/\lambda` for binary variables and, with
     ``categorical=True``, the softmax of :math:`z/\lambda` over the last axis (a relaxed one-hot).
+    Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein (NeurIPS 2017).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import rebar_control
+      >>> c = rebar_control(lambda b, th: jnp.sum(b), 0.0)
+      >>> float(c(jnp.zeros(2), {"eta": 1.0, "log_temperature": 0.0}))   # sigmoid(0) summed over 2
+      1.0
     """
 
     def c(z, psi):
@@ -211,8 +220,8 @@ def rebar_gradient(
       >>> bool(abs(est.mean - 0.025) < 4 * est.stderr)
       True
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be positive, got {temperature}")
+    C.check_estimator_args(f, distribution, key, num_samples)
+    checks.positive("temperature", temperature)
     d = C.make_distribution(distribution, params)
     categorical = type(d).__name__.startswith("Categorical")
     if not (categorical or type(d).__name__.startswith("Bernoulli")):

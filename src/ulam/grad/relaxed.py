@@ -10,13 +10,15 @@ discrete objective's gradient (they differentiate the relaxed objective).
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = [
     "gumbel_softmax_sample",
@@ -27,28 +29,89 @@ __all__ = [
 ]
 
 
-def gumbel_softmax_sample(key, logits, temperature: float = 0.5):
-    """A relaxed one-hot sample ``softmax((logits + Gumbel)/temperature)`` over the last axis."""
+def _looks_like_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and (jnp.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == jnp.uint32 and jnp.shape(x) == (2,)))
+
+
+def _logits_key(logits, key, fn: str):
+    """Accept the old order ``fn(key, logits, ...)`` for one release, with a DeprecationWarning."""
+    if _looks_like_key(logits) and not _looks_like_key(key):
+        warnings.warn(f"{fn}(key, logits, ...) is deprecated: the key now comes after the logits, "
+                      f"{fn}(logits, key, ...)", DeprecationWarning, stacklevel=3)
+        logits, key = key, logits
+    checks.prng_key(key)
+    return jnp.asarray(logits), key
+
+
+def _gumbel(logits, key, temperature):
     g = jax.random.gumbel(key, jnp.shape(logits))
     return jax.nn.softmax((logits + g) / temperature, axis=-1)
 
 
-def straight_through_gumbel_sample(key, logits, temperature: float = 0.5):
-    """Hard one-hot forward, Gumbel-softmax gradient backward (Jang et al. 2017, §2.2)."""
-    y = gumbel_softmax_sample(key, logits, temperature)
+def _st_gumbel(logits, key, temperature):
+    y = _gumbel(logits, key, temperature)
     hard = jax.nn.one_hot(jnp.argmax(y, axis=-1), y.shape[-1], dtype=y.dtype)
     return y + jax.lax.stop_gradient(hard - y)
 
 
-def relaxed_bernoulli_sample(key, logits, temperature: float = 0.5):
-    """Binary Concrete sample in (0, 1): ``sigmoid((logits + logistic noise)/temperature)``."""
+def _concrete(logits, key, temperature):
     return jax.nn.sigmoid((logits + jax.random.logistic(key, jnp.shape(logits))) / temperature)
 
 
-def straight_through_relaxed_bernoulli_sample(key, logits, temperature: float = 0.5):
-    """Hard 0/1 forward, binary-Concrete gradient backward."""
-    y = relaxed_bernoulli_sample(key, logits, temperature)
+def _st_concrete(logits, key, temperature):
+    y = _concrete(logits, key, temperature)
     return y + jax.lax.stop_gradient(jnp.round(y) - y)
+
+
+def gumbel_softmax_sample(logits, key, temperature: float = 0.5):
+    """A relaxed one-hot sample ``softmax((logits + Gumbel)/temperature)`` over the last axis (Jang et al. 2017).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> y = gumbel_softmax_sample(jnp.zeros(3), jax.random.key(0), 0.5)
+      >>> y.shape, bool(jnp.isclose(y.sum(), 1.0))
+      ((3,), True)
+    """
+    logits, key = _logits_key(logits, key, "gumbel_softmax_sample")
+    return _gumbel(logits, key, checks.positive("temperature", temperature))
+
+
+def straight_through_gumbel_sample(logits, key, temperature: float = 0.5):
+    """Hard one-hot forward, Gumbel-softmax gradient backward (Jang et al. 2017, §2.2).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> straight_through_gumbel_sample(jnp.array([0.0, 5.0, 0.0]), jax.random.key(0)).tolist()
+      [0.0, 1.0, 0.0]
+    """
+    logits, key = _logits_key(logits, key, "straight_through_gumbel_sample")
+    return _st_gumbel(logits, key, checks.positive("temperature", temperature))
+
+
+def relaxed_bernoulli_sample(logits, key, temperature: float = 0.5):
+    """Binary Concrete sample in (0, 1): ``sigmoid((logits + logistic noise)/temperature)`` (Maddison et al. 2017).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> y = relaxed_bernoulli_sample(jnp.zeros(4), jax.random.key(0))
+      >>> bool(jnp.all((y > 0) & (y < 1)))
+      True
+    """
+    logits, key = _logits_key(logits, key, "relaxed_bernoulli_sample")
+    return _concrete(logits, key, checks.positive("temperature", temperature))
+
+
+def straight_through_relaxed_bernoulli_sample(logits, key, temperature: float = 0.5):
+    """Hard 0/1 forward, binary-Concrete gradient backward.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> straight_through_relaxed_bernoulli_sample(jnp.array([-9.0, 9.0]), jax.random.key(0)).tolist()
+      [0.0, 1.0]
+    """
+    logits, key = _logits_key(logits, key, "straight_through_relaxed_bernoulli_sample")
+    return _st_concrete(logits, key, checks.positive("temperature", temperature))
 
 
 @C.compiled
@@ -75,23 +138,22 @@ def gumbel_softmax_gradient(
       >>> est = gumbel_softmax_gradient(lambda y, th: (y - 0.45) ** 2, lambda th: dist.Bernoulli(logits=th),
       ...                               0.0, jax.random.key(0), 1000, temperature=0.5)
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be positive, got {temperature}")
+    checks.positive("temperature", temperature)
     d = C.make_distribution(distribution, params)
     name = type(d).__name__
     if name.startswith("Bernoulli"):
-        sampler = straight_through_relaxed_bernoulli_sample if straight_through else relaxed_bernoulli_sample
+        sampler = _st_concrete if straight_through else _concrete
     elif name.startswith("Categorical"):
-        sampler = straight_through_gumbel_sample if straight_through else gumbel_softmax_sample
+        sampler = _st_gumbel if straight_through else _gumbel
     else:
-        raise TypeError(f"distribution: Gumbel-softmax needs a Bernoulli or Categorical, got {name}")
+        raise TypeError(checks.message("distribution", "a Bernoulli or Categorical (Gumbel-softmax)", name))
     keys = jax.random.split(key, n)
 
     def one(k):
         def obj(th):
-            y = sampler(k, distribution(th).logits, temperature)
+            y = sampler(distribution(th).logits, k, temperature)
             return C.scalar_value(f, y, th)
 
         return jax.value_and_grad(obj)(params)

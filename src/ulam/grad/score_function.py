@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from ulam.estimate import Estimate
-from ulam.grad import _common as C
+from ulam import checks
+from ulam.grad import common as C
 
 __all__ = [
     "score_function_gradient",
@@ -84,7 +85,7 @@ def score_function_gradient(
       >>> bool(abs(est.mean - 2.0) < 4 * est.stderr)
       True
     """
-    n = C.check_num_samples(num_samples)
+    n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     d = C.make_distribution(distribution, params)
     xs = C.stop(d.sample(key, (n,)))
@@ -109,11 +110,8 @@ def score_function_gradient(
                 return (fb - b) * s
 
             terms = tree_map(opt, scores)
-        else:
-            raise ValueError(
-                f"baseline: unknown name {baseline!r}; use None, a number, a pytree like params, "
-                "'leave_one_out' or 'optimal'"
-            )
+        else:  # the error lists the names (a number, None or a pytree like params also work)
+            checks.one_of("baseline", baseline, ["leave_one_out", "rloo", "optimal"])
     else:
         if jax.tree_util.tree_structure(baseline) == jax.tree_util.tree_structure(0.0) and jnp.ndim(baseline) == 0:
             b = jnp.asarray(baseline)
@@ -132,14 +130,32 @@ def score_function_gradient(
 
 
 class EMABaselineState(NamedTuple):
-    """Running average of ``f`` (``average``) and the total weight given to data so far (for debiasing)."""
+    """Running average of ``f`` (``average``) and the total weight given to data so far (for debiasing).
+
+    Example:
+      >>> from ulam.grad import ema_baseline
+      >>> ema = ema_baseline(0.5)
+      >>> state = ema.update(ema.init(), 2.0)
+      >>> float(state.average), float(state.weight), float(ema.value(state))
+      (1.0, 0.5, 2.0)
+    """
 
     average: jax.Array
     weight: jax.Array
 
 
 class EMABaseline(NamedTuple):
-    """An exponential-moving-average baseline as pure functions: ``init``, ``update``, ``value``."""
+    """An exponential-moving-average baseline as pure functions: ``init``, ``update``, ``value``.
+
+    Example:
+      >>> from ulam.grad import ema_baseline
+      >>> ema = ema_baseline(0.9)
+      >>> float(ema.value(ema.init()))   # no data yet: baseline 0
+      0.0
+    """
+
+    def __repr__(self) -> str:
+        return "EMABaseline(init, update, value)"
 
     init: Callable[[], EMABaselineState]
     update: Callable[[EMABaselineState, jax.Array], EMABaselineState]
@@ -161,8 +177,7 @@ def ema_baseline(decay: float = 0.9) -> EMABaseline:
       ...                                   jax.random.key(i), 100, baseline=ema.value(state))
       ...     state = ema.update(state, est.info["value"])
     """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay: must lie in [0, 1), got {decay}")
+    checks.in_interval("decay", decay, 0.0, 1.0, high_open=True)
 
     def init():
         return EMABaselineState(jnp.zeros(()), jnp.zeros(()))
@@ -178,7 +193,15 @@ def ema_baseline(decay: float = 0.9) -> EMABaseline:
 
 
 class OptimalBaselineState(NamedTuple):
-    """Running averages of :math:`E[f s^2]` and :math:`E[s^2]`, per coordinate of ``params``."""
+    """Running averages of :math:`E[f s^2]` and :math:`E[s^2]`, per coordinate of ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.grad import optimal_baseline_ema
+      >>> init, update, value = optimal_baseline_ema(0.9)
+      >>> init(jnp.zeros(2))
+      OptimalBaselineState(num=Array([0., 0.], dtype=float32), den=Array([0., 0.], dtype=float32))
+    """
 
     num: object
     den: object
@@ -191,9 +214,19 @@ def optimal_baseline_ema(decay: float = 0.9):
     of the binary-neuron REINFORCE estimator. Returns ``(init(params), update(state, est), value(state))``;
     feed ``value(state)`` as ``baseline=`` (a per-coordinate pytree) and ``update`` with the returned
     Estimate (it reads ``info['optimal_baseline_num'/'den']``).
+
+    Example:
+      >>> import jax, numpyro.distributions as dist
+      >>> from ulam.grad import optimal_baseline_ema, score_function_gradient
+      >>> init, update, value = optimal_baseline_ema(0.5)
+      >>> state = init(1.0)
+      >>> est = score_function_gradient(lambda x, th: x**2, lambda th: dist.Normal(th, 1.0), 1.0,
+      ...                               jax.random.key(0), 100, baseline=value(state))
+      >>> state = update(state, est)
+      >>> bool(value(state) > 0)   # E[f s^2] / E[s^2] for f = x^2 is positive
+      True
     """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay: must lie in [0, 1), got {decay}")
+    checks.in_interval("decay", decay, 0.0, 1.0, high_open=True)
 
     def init(params):
         z = C.tree_zeros_like(params)

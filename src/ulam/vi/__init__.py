@@ -5,7 +5,10 @@ hierarchical VI with approximate marginalisation (HVI, IWHVI, DIWHVI), SIR as a 
 approximate-normalisation guide (``SIRGuide``), and an Optax ``fit``
 loop. After Becker, Lew, Wang, Ghavami, Huot, Rinard & Mansinghka, *Probabilistic Programming with
 Programmable Variational Inference* (PLDI 2024). Models are log-joints ``log_joint(z, theta, *data)``,
-guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``.
+guides ``guide(phi, *data) -> distribution``; parameters are the pair ``(theta, phi)``. The IWAE-type
+count ``K`` is ``num_importance_samples`` everywhere (``num_particles`` is its deprecated name, one
+release); ``num_samples`` counts independent draws of an estimate; the key follows the parameters.
+New objectives are built with :func:`objective_from_program` and :func:`summed_log_prob`.
 """
 
 from ulam.vi.fit import FitResult, fit, make_step
@@ -13,13 +16,16 @@ from ulam.vi.hierarchical import HierarchicalGuide, diwhvi, hierarchical_elbo, h
 from ulam.vi.objectives import (
     Objective,
     SIRGuide,
+    check_num_importance_samples,
     check_vi_params,
     elbo,
     iwae,
     iwae_dreg,
     log_mean_exp,
+    objective_from_program,
     reweighted_wake_sleep,
     sir_sample,
+    summed_log_prob,
     vimco,
 )
 
@@ -41,5 +47,8 @@ __all__ = [
     "make_step",
     "FitResult",
     "check_vi_params",
+    "check_num_importance_samples",
     "log_mean_exp",
+    "summed_log_prob",
+    "objective_from_program",
 ]
