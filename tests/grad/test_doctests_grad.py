@@ -19,7 +19,7 @@ MODULES = [
     "ulam.grad.score_function",
     "ulam.grad.stochastic_neurons",
     "ulam.vi",
-    "ulam.vi.fit",
+    "ulam.vi.fitting",
     "ulam.vi.hierarchical",
     "ulam.vi.objectives",
 ]

@@ -11,7 +11,7 @@ release); ``num_samples`` counts independent draws of an estimate; the key follo
 New objectives are built with :func:`objective_from_program` and :func:`summed_log_prob`.
 """
 
-from ulam.vi.fit import FitResult, fit, make_step
+from ulam.vi.fitting import FitResult, fit, make_step, make_update
 from ulam.vi.hierarchical import HierarchicalGuide, diwhvi, hierarchical_elbo, hvi, iwhvi
 from ulam.vi.objectives import (
     Objective,
@@ -45,6 +45,7 @@ __all__ = [
     "diwhvi",
     "fit",
     "make_step",
+    "make_update",
     "FitResult",
     "check_vi_params",
     "check_num_importance_samples",
