@@ -79,3 +79,16 @@ def test_positive_semidefinite():
         checks.positive_semidefinite("Q", -np.eye(2))
     with pytest.raises(ValueError, match="Q: expected a symmetric matrix"):
         checks.positive_semidefinite("Q", np.array([[1.0, 2.0], [0.0, 1.0]]))
+
+
+def test_callback_output_works_on_tracers():
+    jax.jit(lambda x: checks.callback_output("f", x.sum(), shape=()))(jnp.ones(3))
+    with pytest.raises(ValueError, match=r"f: expected its output of shape \(\)"):
+        jax.jit(lambda x: checks.callback_output("f", x, shape=()))(jnp.ones(3))
+
+
+def test_function_distribution_hint():
+    import numpyro.distributions as dist
+
+    with pytest.raises(TypeError, match="guide: .*pass a function phi -> distribution"):
+        checks.function("guide", dist.Normal(), distribution_hint="pass a function phi -> distribution")

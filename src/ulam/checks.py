@@ -159,11 +159,15 @@ def prng_key(value: Any, name: str = "key") -> jax.Array:
     raise TypeError(message(name, "a jax.random key", f"an array of dtype {dtype} and shape {np.shape(value)}", do))
 
 
-def function(name: str, value: Any, expects: str = "a function"):
-    """A callable; a distribution or array passed instead gets a message that says what fits."""
+def function(name: str, value: Any, expects: str = "a function", distribution_hint: str | None = None):
+    """A callable; a distribution or array passed instead gets a message that says what fits.
+
+    ``distribution_hint`` is what to say when a distribution object is passed; the default
+    suits a log-density argument (``pass d.log_prob``).
+    """
     # numpyro distributions are callable (they sample), so look for one first.
     if hasattr(value, "log_prob") and hasattr(value, "sample"):
-        hint = f"a distribution was given: pass its log-density, e.g. `{name}=d.log_prob`"
+        hint = distribution_hint or f"a distribution was given: pass its log-density, e.g. `{name}=d.log_prob`"
         raise TypeError(message(name, expects, type(value).__name__, hint))
     if not callable(value):
         raise TypeError(message(name, expects, type(value).__name__))
@@ -213,7 +217,7 @@ def callback_output(name: str, out: Any, shape: tuple | None = None, floating: b
     if shape is not None and (len(xshape) != len(shape) or any(s is not None and s != t for s, t in zip(shape, xshape))):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(message(name, f"{what} of shape {want}", f"shape {xshape}"))
-    dtype = getattr(x, "dtype", np.asarray(x).dtype)
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype  # never np.asarray a tracer
     if floating and not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(message(name, f"{what} to be real numbers", f"dtype {dtype}"))
     return out
