@@ -17,6 +17,7 @@ import numpyro.distributions as dist
 import optax
 
 from ulam import grad as G
+from ulam.grad.stochastic_neurons import binary_layer, binary_layer_deterministic, reinforce_surrogate
 from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
 
 
@@ -37,6 +38,17 @@ def _row(name, est, truth):
     return [name, float(np.linalg.norm(m - truth)), float(np.max(z)), var, cos], float(np.max(z)), var
 
 
+# the digits experiment's names -> ulam.grad.stochastic_neurons.binary_layer units
+UNITS = {
+    "deterministic sigmoid": "sigmoid",
+    "REINFORCE (leave-one-out)": "reinforce",
+    "straight-through (identity)": "straight_through_identity",
+    "straight-through (sigmoid)": "straight_through_sigmoid",
+    "decomposition (STS)": "stochastic_times_smooth",
+    "noisy rectifier": "noisy_rectifier",
+}
+
+
 def _train(ctx, estimator, steps):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -48,28 +60,12 @@ def _train(ctx, estimator, steps):
     params = {"w1": jax.random.normal(k1, (64, 32)) / 8.0, "b1": jnp.zeros(32),
               "w2": jax.random.normal(k2, (32, 10)) / jnp.sqrt(32.0), "b2": jnp.zeros(10)}
 
-    def hidden(p, key, x):
-        a = x @ p["w1"] + p["b1"]
-        if estimator == "deterministic sigmoid":
-            return jax.nn.sigmoid(a), 0.0
-        if estimator == "straight-through (identity)":
-            return G.bernoulli_straight_through(key, a, "identity"), 0.0
-        if estimator == "straight-through (sigmoid)":
-            return G.bernoulli_straight_through(key, a, "sigmoid"), 0.0
-        if estimator == "decomposition (STS)":
-            return G.stochastic_times_smooth(key, a), 0.0
-        if estimator == "noisy rectifier":
-            return G.noisy_rectifier(key, a), 0.0
-        h = jax.lax.stop_gradient(jax.random.bernoulli(key, jax.nn.sigmoid(a)).astype(a.dtype))
-        return h, jnp.sum(h * a - jax.nn.softplus(a), axis=-1)  # REINFORCE: log p(h)
+    unit = UNITS[estimator]
 
     def loss(p, key, x, y):
-        h, logp = hidden(p, key, x)
+        h, logp = binary_layer(key, x @ p["w1"] + p["b1"], unit)
         per = optax.softmax_cross_entropy_with_integer_labels(h @ p["w2"] + p["b2"], y)
-        if estimator.startswith("REINFORCE"):
-            b = (jnp.sum(per) - per) / (per.shape[0] - 1)  # leave-one-out baseline
-            return jnp.mean(per + jax.lax.stop_gradient(per - b) * logp)
-        return jnp.mean(per)
+        return reinforce_surrogate(per, logp) if unit == "reinforce" else jnp.mean(per)
 
     opt = optax.adam(3e-3)
 
@@ -86,9 +82,7 @@ def _train(ctx, estimator, steps):
         return jax.lax.scan(body, (params, opt.init(params)), jax.random.split(key, steps))[0][0]
 
     p = train(params, ctx.key(51))
-    a = xte @ p["w1"] + p["b1"]
-    h = jnp.maximum(a, 0.0) if estimator == "noisy rectifier" else (
-        jax.nn.sigmoid(a) if estimator in ("deterministic sigmoid", "decomposition (STS)") else (a > 0).astype(a.dtype))
+    h = binary_layer_deterministic(xte @ p["w1"] + p["b1"], unit)
     return float(jnp.mean(jnp.argmax(h @ p["w2"] + p["b2"], -1) == yte))
 
 
