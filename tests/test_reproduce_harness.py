@@ -42,3 +42,27 @@ def test_cli_lists_and_rejects_unknown_names():
 def test_every_reproduction_is_declared_properly():
     for name, rep in discover().items():
         assert rep.name == name and rep.paper and rep.summary and callable(rep.run)
+
+
+def test_reproductions_import_only_public_library_names():
+    """A reproduction sets up, calls and compares: every ulam name it imports is public (in its module's __all__)."""
+    import ast
+    import importlib
+
+    import ulam.reproduce as package
+
+    bad = []
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ulam")):
+                continue
+            if node.module.startswith("ulam.reproduce"):
+                continue
+            module = importlib.import_module(node.module)
+            public = set(getattr(module, "__all__", ()))
+            for alias in node.names:
+                is_submodule = hasattr(module, "__path__") and importlib.util.find_spec(
+                    f"{node.module}.{alias.name}") is not None
+                if alias.name.startswith("_") or not (alias.name in public or is_submodule):
+                    bad.append(f"{path.name}: from {node.module} import {alias.name}")
+    assert not bad, bad
