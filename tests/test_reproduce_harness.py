@@ -31,6 +31,17 @@ def test_report_lists_every_claim_and_failures(tmp_path: Path):
     assert (tmp_path / "report.json").exists()
 
 
+def test_report_lists_changed_claims_in_their_own_section(tmp_path: Path):
+    changed = Reproduction("changed", "A 2020", "s", lambda ctx: Outcome([claim("a", 1.0, ">=", 0.5)]),
+                           changes="threshold 0.2 -> 0.5 because the old one could not fail")
+    same = Reproduction("same", "B 2021", "s", lambda ctx: Outcome([claim("b", 1.0, ">=", 0.5)]))
+    records = run_reproductions([changed, same], quick=True, seed=0, out_dir=tmp_path)
+    text = write_report(records, tmp_path, quick=True, seed=0).read_text()
+    section = text.split("## Claims changed from earlier versions, and why")[1].split("\n## ")[0]
+    assert "- **changed**: threshold 0.2 -> 0.5 because the old one could not fail" in section
+    assert "**same**" not in section
+
+
 def test_cli_lists_and_rejects_unknown_names():
     runner = CliRunner()
     result = runner.invoke(main, ["list"])
