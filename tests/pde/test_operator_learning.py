@@ -137,3 +137,13 @@ def test_weak_supervision_step_refuses_a_bad_batch_size():
     params, sensors, points, _ = _tiny_problem()
     with pytest.raises(ValueError, match="batch_size: expected"):
         weak_supervision_step(optax.adam(1e-3), sensors, points, 0)
+
+
+@pytest.mark.slow  # each example compiles its own step
+def test_docstring_examples():
+    import doctest
+
+    import ulam.pde.operator_learning as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
