@@ -13,9 +13,12 @@ from ulam.pde.operator_learning import (
     init_deeponet,
     label_cache_update,
     physics_informed_loss,
+    physics_informed_step,
     relative_l2,
+    train_physics_informed,
     train_weak_supervision,
     weak_supervision_loss,
+    weak_supervision_step,
 )
 from ulam.testing import assert_within_stderr
 
@@ -86,3 +89,61 @@ def test_weak_supervision_with_noisy_labels_learns_the_operator():
         num_epochs=4, steps_per_epoch=60, batch_size=128, evaluate=evaluate, checkpoints=(4,),
     )
     assert hist.errors[-1] < 0.2 < start
+
+
+def _tiny_problem():
+    sensors = jax.random.normal(jax.random.key(1), (3, 4))
+    points = 0.5 * jax.random.uniform(jax.random.key(2), (3, 5, 2))
+    labels = jax.random.normal(jax.random.key(3), (3, 5))
+    return init_deeponet(jax.random.key(0), num_sensors=4, width=16, basis=8), sensors, points, labels
+
+
+def test_weak_supervision_step_is_the_step_the_training_loop_takes():
+    params, sensors, points, labels = _tiny_problem()
+    opt = optax.adam(1e-2)
+    key = jax.random.key(7)
+    trained, _ = train_weak_supervision(key, params, opt, sensors, points, lambda k: labels, num_epochs=1,
+                                        steps_per_epoch=1, batch_size=6)
+    _, k_train = jax.random.split(jax.random.fold_in(key, 0))
+    stepped, _, loss = jax.jit(weak_supervision_step(opt, sensors, points, 6))(
+        params, opt.init(params), labels, jax.random.split(k_train, 1)[0])
+    for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(stepped)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # the loss it returns is the weak-supervision loss on the pairs it drew, before the update
+    idx = jax.random.randint(jax.random.split(k_train, 1)[0], (6,), 0, 15)
+    expected = weak_supervision_loss(params, sensors[idx // 5], points.reshape(15, 2)[idx], labels.reshape(-1)[idx])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_physics_informed_step_is_the_step_the_training_loop_takes():
+    params, sensors, _, _ = _tiny_problem()
+    opt = optax.adam(1e-2)
+
+    def batch(k):
+        theta = jax.random.uniform(k, (4,), maxval=6.28)
+        boundary = jnp.stack([jnp.cos(theta), jnp.sin(theta)], 1)
+        return sensors[jnp.array([0, 1, 2, 0])], 0.3 * boundary, boundary, jnp.sin(theta), None
+
+    key = jax.random.key(8)
+    trained, _ = train_physics_informed(key, params, opt, batch, num_epochs=1, steps_per_epoch=1)
+    k = jax.random.split(jax.random.fold_in(key, 0), 1)[0]
+    stepped, _, loss = jax.jit(physics_informed_step(opt, batch))(params, opt.init(params), k)
+    for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(stepped)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert float(loss) == pytest.approx(float(physics_informed_loss(params, *batch(k))), rel=1e-5)
+
+
+def test_weak_supervision_step_refuses_a_bad_batch_size():
+    params, sensors, points, _ = _tiny_problem()
+    with pytest.raises(ValueError, match="batch_size: expected"):
+        weak_supervision_step(optax.adam(1e-3), sensors, points, 0)
+
+
+@pytest.mark.slow  # each example compiles its own step
+def test_docstring_examples():
+    import doctest
+
+    import ulam.pde.operator_learning as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ulam import checks
+
 __all__ = [
     "LabelCache",
     "label_cache_update",
@@ -49,6 +51,8 @@ __all__ = [
     "relative_l2",
     "weak_supervision_loss",
     "physics_informed_loss",
+    "weak_supervision_step",
+    "physics_informed_step",
     "train_weak_supervision",
     "train_physics_informed",
     "TrainingHistory",
@@ -157,6 +161,70 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def weak_supervision_step(optimizer: optax.GradientTransformation, sensors, points, batch_size: int) -> Callable:
+    r"""One WoS-NO optimisation step, ``step(params, opt_state, labels, key) -> (params, opt_state, loss)``.
+
+    The step draws ``batch_size`` (instance, point) pairs uniformly with ``key``, takes the gradient of
+    :func:`weak_supervision_loss` against the current labels (``labels``: shape ``(I, P)``, the label
+    cache's mean) and applies one ``optimizer`` update. :func:`train_weak_supervision` scans it; it is
+    public so that its cost (time, :func:`step_memory_bytes`) can be measured on its own.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from ulam.pde.operator_learning import init_deeponet, weak_supervision_step
+      >>> params = init_deeponet(jax.random.key(0), num_sensors=4)
+      >>> opt = optax.adam(1e-3)
+      >>> step = weak_supervision_step(opt, jnp.ones((2, 4)), jnp.zeros((2, 3, 2)), batch_size=4)
+      >>> params, state, loss = step(params, opt.init(params), jnp.zeros((2, 3)), jax.random.key(1))
+      >>> loss.shape
+      ()
+    """
+    checks.count("batch_size", batch_size)
+    num_instances, num_points, _ = points.shape
+    flat_points = points.reshape(num_instances * num_points, -1)
+
+    def loss_on(params, labels, idx):
+        inst = idx // num_points
+        return weak_supervision_loss(params, sensors[inst], flat_points[idx], labels.reshape(-1)[idx])
+
+    def step(params, opt_state, labels, key):
+        idx = jax.random.randint(key, (batch_size,), 0, num_instances * num_points)
+        loss, grads = jax.value_and_grad(loss_on)(params, labels, idx)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def physics_informed_step(
+    optimizer: optax.GradientTransformation, sample_batch: Callable, *, boundary_weight: float = 1.0
+) -> Callable:
+    r"""One physics-informed optimisation step, ``step(params, opt_state, key) -> (params, opt_state, loss)``.
+
+    ``sample_batch(key)`` returns the arguments of :func:`physics_informed_loss` after ``params``
+    (sensors, interior, boundary, boundary_values, source_values); the step takes the loss's gradient
+    and applies one ``optimizer`` update. :func:`train_physics_informed` scans it.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from ulam.pde.operator_learning import init_deeponet, physics_informed_step
+      >>> params = init_deeponet(jax.random.key(0), num_sensors=4)
+      >>> batch = lambda k: (jnp.ones((3, 4)), jnp.zeros((3, 2)), jnp.ones((3, 2)) / 2, jnp.zeros(3), None)
+      >>> opt = optax.adam(1e-3)
+      >>> params, state, loss = physics_informed_step(opt, batch)(params, opt.init(params), jax.random.key(1))
+      >>> bool(loss >= 0)
+      True
+    """
+
+    def step(params, opt_state, key):
+        loss, grads = jax.value_and_grad(physics_informed_loss)(params, *sample_batch(key),
+                                                                boundary_weight=boundary_weight)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
 def train_weak_supervision(
     key,
     params,
@@ -191,20 +259,13 @@ def train_weak_supervision(
       ``(params, TrainingHistory)``.
     """
     num_instances, num_points, _ = points.shape
-    flat_points = points.reshape(num_instances * num_points, -1)
-
-    def loss_on(params, cache_mean, idx):
-        inst = idx // num_points
-        return weak_supervision_loss(params, sensors[inst], flat_points[idx], cache_mean.reshape(-1)[idx])
+    one_step = weak_supervision_step(optimizer, sensors, points, batch_size)
 
     @jax.jit
     def epoch(params, opt_state, cache_mean, k):
         def step(carry, kk):
-            p, s = carry
-            idx = jax.random.randint(kk, (batch_size,), 0, num_instances * num_points)
-            loss, grads = jax.value_and_grad(loss_on)(p, cache_mean, idx)
-            updates, s = optimizer.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), loss
+            p, s, loss = one_step(*carry, cache_mean, kk)
+            return (p, s), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(k, steps_per_epoch))
         return params, opt_state, losses
@@ -249,14 +310,13 @@ def train_physics_informed(
     """Physics-informed baseline with the same schedule: ``sample_batch(key)`` returns the arguments of
     :func:`physics_informed_loss` after ``params`` (sensors, interior, boundary, boundary_values, source_values)."""
 
+    one_step = physics_informed_step(optimizer, sample_batch, boundary_weight=boundary_weight)
+
     @jax.jit
     def epoch(params, opt_state, k):
         def step(carry, kk):
-            p, s = carry
-            batch = sample_batch(kk)
-            loss, grads = jax.value_and_grad(physics_informed_loss)(p, *batch, boundary_weight=boundary_weight)
-            updates, s = optimizer.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), loss
+            p, s, loss = one_step(*carry, kk)
+            return (p, s), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(k, steps_per_epoch))
         return params, opt_state, losses

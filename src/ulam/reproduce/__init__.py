@@ -130,6 +130,9 @@ class Reproduction:
     paper: str
     summary: str
     run: Callable[[Context], Outcome]
+    #: Which claims (thresholds or cases) changed from earlier versions, and why, with the old figures;
+    #: ``write_report`` lists these in their own section.
+    changes: str = ""
 
 
 @dataclasses.dataclass
@@ -224,6 +227,10 @@ def write_report(records: Sequence[RunRecord], out_dir: Path, *, quick: bool, se
         if not rec.outcome.claims:
             rows.append([rec.reproduction.name, "(no claims)", "", "", "", "FAIL"])
     lines.append(markdown_table(["reproduction", "claim", "measured", "threshold", "paper", "result"], rows))
+    changed = [rec.reproduction for rec in records if rec.reproduction.changes.strip()]
+    if changed:
+        lines += ["", "## Claims changed from earlier versions, and why", ""]
+        lines += [f"- **{rep.name}**: {' '.join(rep.changes.split())}" for rep in changed]
     for rec in records:
         rep = rec.reproduction
         lines += ["", f"## {rep.name}", "", f"*{rep.paper}* — {rep.summary}", "", f"Time: {rec.seconds:.1f} s.", ""]

@@ -19,9 +19,16 @@ N ≳ d⁵/(36β²) = d³/36 at n = d², i.e. a few hundred relaxation times β/
 come from the same run; the last iterate is not given its own temperature, because the claim is
 about what averaging adds to one Langevin run at the smoothing temperature.
 
-The threshold (median overlap 0.5, digest §24.5) and the claim ("the averaged iterate reaches
-the threshold at a grid sample size where the last iterate does not") were fixed in the first
-pass of this reproduction, before this schedule was run.
+Claims, as the paper states them (averaged Langevin succeeds with n ≳ d^{k*/2} = d² samples; the
+last iterate needs n ≳ d^{k*-1} = d³), fixed before this run (issue 15 item 3), with recovery =
+median overlap ≥ 0.5 (digest §24.5):
+  A. the averaged iterate recovers θ* at every grid sample size n ≥ d²;
+  B. at some grid n ≤ d² (well below d³) the averaged iterate recovers θ* and the last iterate of
+     the same run does not.
+The grid n/d² ∈ {0.25, 0.5, 1, 4} (quick, d = 24) or {0.125, 0.25, 0.5, 1, 4, 16} (full, d = 32)
+is reported in full, with the per-seed count of runs where averaging hurts (averaged overlap below
+the last iterate's). History: n = d²/2 was added to the grid after an earlier run had shown no
+separation at n ∈ {d²/4, d², 4d²}.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ def run(ctx):
     num_steps = ctx.size(4000, 12000)
     step_size = 0.1  # a move of ≈ √(2ηd/β) ≈ 0.45 per step at β = d: ~5 steps per relaxation time β/(2d)
     ratios = ctx.size((0.25, 0.5, 1.0, 4.0), (0.125, 0.25, 0.5, 1.0, 4.0, 16.0))  # n / d²
-    rows, med = [], {}
+    rows, med, hurts = [], {}, {}
     for r in ratios:
         n = r * d**2
         beta = float(np.sqrt(n))
@@ -74,12 +81,13 @@ def run(ctx):
         keys = jax.random.split(jax.random.fold_in(ctx.key(1), int(r * 1000)), seeds)
         o = np.asarray(_overlaps(keys, n, beta, d, num_steps, step_size))  # (seeds, 3)
         med[r] = np.median(o, axis=0)
+        hurts[r] = int(np.sum(o[:, 1] < o[:, 0]))
         m = med[r]
         rows.append([f"{r:g}", f"{n:.0f}", f"{beta:.1f}", float(m[0]), float(m[1]), float(m[2]),
-                     "yes" if m[1] >= THRESHOLD and m[0] < THRESHOLD else "no"])
+                     "yes" if m[1] >= THRESHOLD and m[0] < THRESHOLD else "no", f"{hurts[r]} of {seeds}"])
     table = markdown_table(
         ["n/d²", "n", "β = √n", "median overlap, last iterate", "median overlap, averaged θθᵀ",
-         "median overlap, partial trace", "averaged ≥ 0.5 and last < 0.5"],
+         "median overlap, partial trace", "averaged ≥ 0.5 and last < 0.5", "seeds where averaging hurts"],
         rows,
     )
 
@@ -87,15 +95,25 @@ def run(ctx):
         hits = [r for r, m in med.items() if m[col] >= THRESHOLD]
         return f"{min(hits):g}" if hits else "none"
 
-    separated = sum(1 for m in med.values() if m[1] >= THRESHOLD and m[0] < THRESHOLD)
+    at_rate = [r for r in ratios if r >= 1.0]
+    worst_at_rate = min(float(med[r][1]) for r in at_rate)
+    separated = sum(1 for r, m in med.items() if r <= 1.0 and m[1] >= THRESHOLD and m[0] < THRESHOLD)
     claims = [
         claim(
-            f"d={d}, β=√n: grid sample sizes n where the averaged iterate reaches median overlap {THRESHOLD} "
+            f"A. d={d}, β=√n: min over grid n ≥ d² of the averaged iterate's median overlap",
+            worst_at_rate, ">=", THRESHOLD, paper="averaged Langevin succeeds for n ≳ d^{k*/2} = d²",
+        ),
+        claim(
+            f"B. d={d}, β=√n: grid n ≤ d² where the averaged iterate reaches median overlap {THRESHOLD} "
             "and the last iterate of the same run does not",
-            separated, ">=", 1, paper="averaged Langevin needs n ≳ d^{k*/2} = d², last iterate d^{k*-1} = d³",
+            separated, ">=", 1, paper="last iterate needs n ≳ d^{k*-1} = d³",
         ),
     ]
+    hurt_at = [f"n/d² = {r:g} ({hurts[r]} of {seeds} seeds)" for r in ratios if hurts[r] > 0]
     notes = (
+        f"Dimension: d = {d} in this run ({'quick' if ctx.quick else 'full'} mode; quick runs d = 24, full d = 32). "
+        "Averaging hurt (averaged overlap below the last iterate's) in: "
+        + ("; ".join(hurt_at) if hurt_at else "no run") + ". "
         f"Tensor PCA, k = 4, d = {d}, β = √n, η = {step_size}, {num_steps} steps from a uniform start, averaging "
         f"θθᵀ over the last 80 % of them, {seeds} seeds per n (medians). Smallest grid n/d² with median overlap "
         f"≥ {THRESHOLD}: last iterate {n_c(0)}, averaged {n_c(1)}, partial trace {n_c(2)}. A uniformly random "
@@ -121,7 +139,15 @@ REPRODUCTION = Reproduction(
     name="langevin-averaging",
     paper="Wei, Damian & Lee 2026, *Improved high-dimensional estimation with Langevin dynamics and stochastic "
     "weight averaging* (ICLR 2026)",
-    summary="on order-4 tensor PCA at the smoothing temperature β = √n, the averaged Langevin iterate recovers the "
-    "planted direction at sample sizes where the last iterate of the same run does not",
+    summary="on order-4 tensor PCA at the smoothing temperature β = √n (d = 24 quick, 32 full), the averaged Langevin "
+    "iterate recovers the planted direction at every grid n ≥ d², and at some n ≤ d² where the last iterate of the "
+    "same run does not",
     run=run,
+    changes=(
+        "Claim stated as the paper states it, fixed before this run: A (new) the averaged iterate recovers θ*"
+        " (median overlap >= 0.5) at every grid n >= d²; B (was: separation at any grid n) separation at some"
+        " grid n <= d². The grid point n = d²/2 had been added after a run showed no separation; the whole "
+        "grid is reported, with the seeds where averaging hurts, and the run's dimension (quick d = 24, full "
+        "d = 32)."
+    ),
 )

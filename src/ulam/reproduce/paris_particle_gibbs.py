@@ -52,8 +52,8 @@ def run(ctx) -> Outcome:
     truth = float(jnp.sum(sm.smoothed_means[:-1] * sm.smoothed_means[1:] + sm.lag_one_covs))
     h = lambda xp, x, yt: xp * x  # noqa: E731
 
-    reps = ctx.size(64, 300)
-    ns = ctx.size([16, 64], [16, 32, 64, 96])
+    reps = ctx.size(128, 300)
+    ns = ctx.size([16, 32, 64, 128], [16, 32, 64, 128, 256])  # >= 4 values of N for the bias exponent
     rows, paris_bias = [], {}
     for n in ns:
         ctx.progress(f"PaRIS N={n}")
@@ -72,9 +72,15 @@ def run(ctx) -> Outcome:
     # k iterations plus the initial pass: k + 1 passes of N particles.
     rows.append([f"PPG N={n_ppg}, k={k}, k0={k0}", n_ppg * (k + 1), ppg_bias, ppg_se, float(np.sqrt(np.mean((v - truth) ** 2)))])
 
+    # Exponent of |bias| ~ N^slope: weighted least squares of log|bias| on log N, each point weighted by its
+    # delta-method variance (se / |bias|)^2; the slope's standard error is 1 / sqrt(sum w (x - mean x)^2).
     logn = np.log(np.array(ns, float))
-    logb = np.log(np.abs([paris_bias[n][0] for n in ns]))
-    slope = float(np.polyfit(logn, logb, 1)[0])
+    b_abs = np.abs([paris_bias[n][0] for n in ns])
+    w = (b_abs / np.array([paris_bias[n][1] for n in ns])) ** 2
+    xm = np.sum(w * logn) / np.sum(w)
+    sxx = np.sum(w * (logn - xm) ** 2)
+    slope = float(np.sum(w * (logn - xm) * np.log(b_abs)) / sxx)
+    slope_se = float(1.0 / np.sqrt(sxx))
     ratio = abs(paris_bias[16][0]) / max(abs(ppg_bias), 1e-12)
 
     # Learning a by stochastic approximation (digest 11.6 uses gamma_t = 0.05/sqrt(t); on the raw
@@ -129,7 +135,8 @@ def run(ctx) -> Outcome:
     plt.close(fig)
 
     claims = [
-        claim("PaRIS log|bias| vs log N slope (1/N gives -1)", slope, "<=", -0.6, paper="O(1/N) bias"),
+        claim(f"PaRIS log|bias| vs log N slope over N = {ns} (1/N gives -1; fitted {slope:.2f} ± {slope_se:.2f})",
+              slope, "<=", -0.6, paper="O(1/N) bias"),
         claim("PPG (N=16, k0=2) |bias| / s.e.", abs(ppg_bias) / ppg_se, "<=", 3.0, paper="unbiased after burn-in"),
         claim("|bias PaRIS N=16| / |bias PPG N=16|", ratio, ">=", 4.0, paper="digest check: 8.7"),
         claim("learning: RMSE(PaRIS-SA to MLE) / RMSE(PPG-SA to MLE)", learn_ratio, ">=", 1.0, paper="PPG closer"),
@@ -140,6 +147,8 @@ def run(ctx) -> Outcome:
         [["PPG-SA", errs["ppg"], mle], ["PaRIS-SA", errs["paris"], mle]],
     )
     notes = (
+        f"PaRIS bias exponent: {slope:.3f} ± {slope_se:.3f} (weighted least squares of log|bias| on log N over "
+        f"N = {', '.join(map(str, ns))}, weights (|bias|/se)^2). "
         f"Truth E[sum x_k x_(k+1) | y] = {truth:.3f} (RTS). {reps} replicates per estimator; exact O(N^2) backward "
         f"kernel, Ñ = 2, multinomial resampling every step. Learning: {seeds} seeds, {steps} updates from a = {a0}, "
         "gamma_t = 0.01/sqrt(t) on the raw score (the digest's 0.05/sqrt(t) overshoots to a~2 at the first update "
@@ -154,4 +163,9 @@ REPRODUCTION = Reproduction(
     paper="Cardoso, Janati El Idrissi, Le Corff, Moulines & Olsson 2023, *State and parameter learning with PaRIS particle Gibbs* (ICML)",
     summary="PaRIS bias ~1/N; PPG removes it after burn-in; PPG-driven score ascent ends nearer the MLE.",
     run=run,
+    changes=(
+        "The PaRIS bias exponent was fitted to two values of N in quick mode (16, 64); now 4 (16, 32, 64, "
+        "128; full 5, to 256) by weighted least squares, reported with its SE; quick replicates 64 -> 128. "
+        "Threshold unchanged (slope <= -0.6)."
+    ),
 )

@@ -2,8 +2,19 @@
 
 Part 1 (Fig. 2 / Table 4): fit ELBO and IWAE(5) with the mean-field guide, and HVI, IWHVI(5) and
 DIWHVI(5, 5) with the circular hierarchical guide, by plain gradient ascent (lr 1e-3, 64 draws a
-step, as in the artifact), then evaluate each bound with 5,000 draws. Claims: every value lies
-below log p(z=5) = -5.3232 (within 3 MC standard errors) and IWAE(5) >= ELBO, DIWHVI >= IWHVI >= HVI.
+step, as in the artifact), then evaluate each bound with independent draws. The reference is the
+exact log-evidence log p(z=5) = -5.3232 (1-D quadrature, digest §4.4); every comparison is a z-score
+with the estimates' own standard errors. Claims (issue 15 item 5):
+
+* bound: each trained objective's value is at most log p, (value - log p) / se <= 3;
+* ordering at a FIXED guide (the theorem: Burda et al. 2016, Thm 1, for IWAE; Sobolev & Vetrov
+  2019 for the hierarchical bounds), on the same parameters with paired keys:
+  ELBO <= IWAE(5) <= IWAE(200) <= log p at the IWAE(5)-trained mean-field guide, and
+  HVI <= IWHVI(5) <= DIWHVI(5, 5) at the DIWHVI-trained hierarchical guide; each step
+  (larger - smaller) / se >= -3 (a violation beyond noise fails);
+* the ordering of the TRAINED objectives (the paper's Table 4: IWAE(5) > ELBO, DIWHVI > IWHVI >
+  HVI, each fitted with its own objective) is a soft claim ("tighter objective, better fit"):
+  reported with standard errors, not gated.
 
 Part 2 (Table 1): time of one minibatch ELBO gradient of a 10-d-latent VAE (sklearn digits,
 binarised) through ``ulam.vi.elbo`` against a hand-written JAX ELBO gradient, batch 64..1024.
@@ -149,48 +160,100 @@ def overhead_table(key, batch_sizes, repeats, inner=20):
     return table, ratios
 
 
+def _values(obj):
+    """Compiled: the objective's value at ``params`` for each key (params traced, so one compile per objective)."""
+    return jax.jit(jax.vmap(obj.value, in_axes=(None, 0)))
+
+
 def run(ctx) -> Outcome:
     steps = ctx.size(1600, 5000)  # IWAE(5) under plain SGD 1e-3 is still short of its optimum at 800 steps
     n_eval = ctx.size(1000, 5000)
-    rows, values, claims = [], {}, []
-    for i, (name, (obj, phi)) in enumerate(cone_objectives().items()):
+    rows, values, claims, fitted, draws_of = [], {}, [], {}, {}
+    objectives = cone_objectives()
+    for i, (name, (obj, phi)) in enumerate(objectives.items()):
         ctx.progress(f"noisy cone: fitting {name}")
         res = vi.fit(obj, ((), phi), ctx.key(i), num_steps=steps, optimizer=optax.sgd(1e-3), num_samples=64,
                      progress=False, num_chunks=1)
+        fitted[name] = res.params
         # the bound only (no gradient): a smaller program to compile than grad_estimate
-        draws = jax.jit(jax.vmap(lambda k: obj.value(res.params, k)))(jax.random.split(ctx.key(100 + i), n_eval))
-        value = Estimate.from_samples(draws)
+        draws = np.asarray(_values(obj)(res.params, jax.random.split(ctx.key(100 + i), n_eval)), float)
+        draws_of[name] = draws
+        value = Estimate.from_samples(jnp.asarray(draws))
         m, s = float(value.mean), float(value.stderr)
         values[name] = (m, s)
-        rows.append([name, f"{m:.3f} ± {s:.3f}", PAPER[name], LOG_P_TRUE])
-        claims.append(claim(f"{name} <= log p(z=5) (value - 3 se)", m - 3 * s, "<=", LOG_P_TRUE, paper=f"{PAPER[name]}"))
+        rows.append([name, f"{m:.3f} ± {s:.3f}", f"{LOG_P_TRUE - m:.3f} ± {s:.3f}", PAPER[name], LOG_P_TRUE])
+        claims.append(claim(f"{name} (trained) is a lower bound: (value - log p(z=5)) / se", (m - LOG_P_TRUE) / s,
+                            "<=", 3.0, paper=f"{PAPER[name]}"))
 
-    def diff(a, b):
-        return values[a][0] - values[b][0]
+    # Ordering at a fixed guide: the same parameters, paired keys; se of each difference from the paired draws.
+    ctx.progress("noisy cone: bounds at fixed guides")
+    keys = jax.random.split(ctx.key(200), n_eval)
+    chains = {
+        "mean-field guide (IWAE(5)-trained)": (fitted["IWAE(5)"], [
+            ("ELBO", objectives["ELBO"][0]), ("IWAE(5)", objectives["IWAE(5)"][0]),
+            ("IWAE(200)", vi.iwae(cone_log_joint, naive_guide, 200))]),
+        "hierarchical guide (DIWHVI(5,5)-trained)": (fitted["DIWHVI(5,5)"], [
+            ("HVI", objectives["HVI"][0]), ("IWHVI(5)", objectives["IWHVI(5)"][0]),
+            ("DIWHVI(5,5)", objectives["DIWHVI(5,5)"][0])]),
+    }
+    fixed_rows = []
+    for guide_name, (params, chain) in chains.items():
+        vals = [np.asarray(_values(obj)(params, keys), float) for _, obj in chain]
+        for (lo_name, lo), (hi_name, hi) in zip(zip([c[0] for c in chain], vals), zip([c[0] for c in chain][1:], vals[1:])):
+            d = hi - lo
+            z = float(d.mean() / (d.std(ddof=1) / np.sqrt(d.size)))
+            fixed_rows.append([guide_name, f"{hi_name} - {lo_name}", float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), z])
+            claims.append(claim(f"fixed {guide_name}: ({hi_name} - {lo_name}) / se", z, ">=", -3.0,
+                                paper="Burda et al. 2016 Thm 1" if "IWAE" in hi_name else "Sobolev & Vetrov 2019"))
+        top_name, top = chain[-1][0], vals[-1]
+        gap = LOG_P_TRUE - top.mean()
+        fixed_rows.append([guide_name, f"log p - {top_name}", float(gap), float(top.std(ddof=1) / np.sqrt(top.size)),
+                           float(gap / (top.std(ddof=1) / np.sqrt(top.size)))])
+        claims.append(claim(f"fixed {guide_name}: (log p - {top_name}) / se", fixed_rows[-1][4], ">=", -3.0,
+                            paper="lower bound"))
 
-    claims.append(claim("IWAE(5) - ELBO", diff("IWAE(5)", "ELBO"), ">=", 0.0, paper="0.40"))
-    claims.append(claim("DIWHVI(5,5) - IWHVI(5)", diff("DIWHVI(5,5)", "IWHVI(5)"), ">=", 0.0, paper="0.89"))
-    claims.append(claim("IWHVI(5) - HVI", diff("IWHVI(5)", "HVI"), ">=", 0.0, paper="1.57"))
-    table1 = markdown_table(["objective", f"ulam ({steps} steps, {n_eval} eval draws)", "genjax.vi artifact",
-                             "true log p(z=5)"], rows)
+    def diff(a, b):  # trained objectives: independent evaluations, so the variances add
+        return values[a][0] - values[b][0], float(np.hypot(values[a][1], values[b][1]))
+
+    trained_rows = []
+    for hi, lo, paper_gap in (("IWAE(5)", "ELBO", 0.40), ("DIWHVI(5,5)", "IWHVI(5)", 0.89), ("IWHVI(5)", "HVI", 1.57)):
+        dm, ds = diff(hi, lo)
+        trained_rows.append([f"{hi} - {lo}", dm, ds, dm / ds, paper_gap])
+    table1 = markdown_table(["objective", f"ulam ({steps} steps, {n_eval} eval draws)", "gap to log p ± se",
+                             "genjax.vi artifact", "true log p(z=5)"], rows)
+    table_fixed = ("**Bounds at a fixed guide (paired keys, %d draws): the theorem's ordering.**\n\n" % n_eval
+                   + markdown_table(["guide", "difference", "mean", "se", "z"], fixed_rows))
+    table_trained = ("**Trained objectives, each fitted with its own objective (the paper's ordering; soft, "
+                     "not gated).**\n\n" + markdown_table(["difference", "ulam", "se", "z", "paper"], trained_rows))
 
     ctx.progress("VAE: timing ELBO gradients")
     batches = ctx.size([64, 1024], [64, 128, 256, 512, 1024])
     table2, ratios = overhead_table(ctx.key(7), batches, repeats=ctx.size(3, 7))
     claims.append(claim("max over batch sizes of ulam.vi / hand-written ELBO-gradient time", max(ratios), "<=", 1.1,
                         paper="genjax.vi 0.97-1.13 (Table 1)"))
+    trained_order = "; ".join(f"{r[0]} = {r[1]:.3f} ± {r[2]:.3f}" for r in trained_rows)
     notes = (
+        f"Trained ordering (soft, reported): {trained_order} (paper: 0.40, 0.89, 1.57). "
         "Fitting is plain gradient ascent (optax.sgd(1e-3), 64 draws a step) as in the artifact; quick mode uses "
         f"{steps} steps instead of 5,000 (at 800 steps IWAE(5) had not yet overtaken the ELBO: -8.21 vs -8.13). The overhead timing runs 20 gradient evaluations inside one jitted scan per "
         "call and reports the minimum over alternating repeats (CPU, one XLA thread; the machine may be shared). Both "
         "sides call the same model log-density (vae_log_joint), so the ratio measures the VI machinery, not the model code."
     )
-    return Outcome(claims=claims, tables=[table1, table2], notes=notes)
+    return Outcome(claims=claims, tables=[table1, table_fixed, table_trained, table2], notes=notes)
 
 
 REPRODUCTION = Reproduction(
     name="programmable-vi",
     paper="Becker et al. 2024, *Probabilistic Programming with Programmable Variational Inference* (PLDI)",
-    summary="noisy-cone objective values are lower bounds in the paper's order; ulam.vi adds no overhead over hand-written JAX",
+    summary="noisy-cone objectives against the exact log-evidence: each trained value a lower bound, and at a fixed "
+    "guide the bounds ordered as the theorems state (z-scores from SEs); the trained ordering reported; ulam.vi adds "
+    "no overhead over hand-written JAX",
     run=run,
+    changes=(
+        "Was: each trained bound - 3 se <= log p (2-4 nat margins) and trained orderings >= 0 by point "
+        "estimate. Now: each trained bound against the exact log-evidence as a z-score ((value - log p)/se <="
+        " 3); the theorem's ordering at a fixed guide with paired keys (ELBO <= IWAE(5) <= IWAE(200) <= log "
+        "p; HVI <= IWHVI(5) <= DIWHVI(5,5) <= log p), each step z >= -3; the trained ordering of the paper's "
+        "Table 4 (soft) reported with SEs, not gated."
+    ),
 )

@@ -1,10 +1,22 @@
 """Reproduction: sliced Wasserstein estimation with control variates (Nguyen & Ho, ICLR 2024).
 
-(a) isotropic Gaussians, where SW_2^2 = ||dm||^2/d + (s1 - s2)^2: every estimator unbiased,
-    and the lower control variate (LCV) cuts the variance >= 100x at L = 10;
-(b) anisotropic covariances: LCV variance <= plain MC variance at every L;
+(a) isotropic Gaussians, where SW_2^2 = ||dm||^2/d + (s1 - s2)^2: every estimator unbiased
+    against an INDEPENDENT reference (gated), and the lower control variate (LCV) cuts the
+    variance >= 100x at L = 10 (gated);
+(b) two anisotropic cases (the digest's random covariances, and eigenvalues spread over
+    [0.1, 10]): MC variance / LCV variance at every L, with bootstrap standard errors
+    (reported, not gated: the paper's "lower variance" is a soft claim);
 (c) variance against L for MC, LCV, UCV, RQMC and orthogonal directions (figure);
-(d) a 3-D point-cloud gradient flow (sphere -> torus, n = 300): exact W2 against step.
+(d) a 3-D point-cloud gradient flow (sphere -> torus, n = 300): exact W2 against step, LCV / MC
+    over seeds with its standard error (reported, not gated: soft claim).
+
+References, computed by code that shares nothing with ulam.transport: the SW_2^2 of two
+sampled clouds by plain Monte Carlo over REFERENCE_DIRECTIONS (10^6 quick, 10^7 full) uniform directions in
+NumPy (project, sort, average the squared differences of the order statistics, in chunks), with
+its own standard error; the SW_2^2 of the two Gaussian populations by the closed form of
+projected Gaussians per direction, W_2^2 = (theta.dm)^2 + (sqrt(theta'S1 theta) -
+sqrt(theta'S2 theta))^2, averaged over POPULATION_DIRECTIONS (>= 10^7) directions.
+Every estimate here is of SW_2^2 (the p-th power), requested explicitly with ``root=False``.
 """
 
 from __future__ import annotations
@@ -15,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ulam.estimate import Estimate
 from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
 from ulam.transport import gradient_flow, sliced_wasserstein
 
@@ -29,12 +40,15 @@ ESTIMATORS = {
     "orthogonal": ("orthogonal", None, "sample"),
 }
 OFFICIAL = {"LCV (official centring)": ("mc", "lower", "exact")}
+REFERENCE_DIRECTIONS = (1_000_000, 10_000_000)  # plain MC directions of the independent NumPy reference: quick, full
+POPULATION_DIRECTIONS = 10_000_000  # directions of the closed-form population reference
 
 
 @functools.partial(jax.jit, static_argnames=("num", "design", "cv", "centering"))
 def _replicate_means(x, y, keys, num, design, cv, centering):
     def one(k):
-        return sliced_wasserstein(x, y, k, num, directions=design, control_variate=cv, cv_centering=centering).mean
+        return sliced_wasserstein(x, y, k, num, directions=design, control_variate=cv, cv_centering=centering,
+                                  root=False).mean  # SW_2^2, the p-th power
 
     return jax.vmap(one)(keys)
 
@@ -61,11 +75,52 @@ def _clouds(key, n, case):
     return jax.random.normal(kx, (n, DIM)) @ factor(ka).T + dm, jax.random.normal(ky, (n, DIM)) @ factor(kb).T
 
 
-def _reference(x, y, key, num_chunks):
-    """SW_2^2 of the two empirical measures, by LCV with num_chunks x 2,000 directions (pooled)."""
-    keys = jax.random.split(key, num_chunks)
-    means = _replicate_means(x, y, keys, 2000, "mc", "lower", "sample")
-    return Estimate.from_samples(means)
+def numpy_reference(x, y, num_directions, seed, chunk=2000):
+    """SW_2^2 of two equal-size empirical measures by plain MC over uniform directions, in NumPy only.
+
+    Per direction: project both clouds, sort (float32 order statistics), average the squared
+    differences of matched order statistics (float64). Returns (mean, standard error).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    assert x.shape == y.shape
+    rng = np.random.default_rng(seed)
+    total = total_sq = 0.0
+    done = 0
+    while done < num_directions:
+        m = min(chunk, num_directions - done)
+        theta = rng.standard_normal((m, x.shape[1]))
+        theta /= np.linalg.norm(theta, axis=1, keepdims=True)
+        px = (theta @ x.T).astype(np.float32)
+        py = (theta @ y.T).astype(np.float32)
+        px.sort(axis=1)
+        py.sort(axis=1)
+        w = np.mean(np.square(px - py, dtype=np.float64), axis=1)
+        total += float(w.sum())
+        total_sq += float(np.square(w).sum())
+        done += m
+    mean = total / done
+    return mean, float(np.sqrt(max(total_sq / done - mean**2, 0.0) / (done - 1)))
+
+
+def population_reference(mean_x, cov_x, mean_y, cov_y, num_directions, seed, chunk=500_000):
+    """SW_2^2 of N(mean_x, cov_x) and N(mean_y, cov_y): closed form per direction, averaged (mean, se)."""
+    rng = np.random.default_rng(seed)
+    dm = np.asarray(mean_x, np.float64) - np.asarray(mean_y, np.float64)
+    cx, cy = np.asarray(cov_x, np.float64), np.asarray(cov_y, np.float64)
+    total = total_sq = 0.0
+    done = 0
+    while done < num_directions:
+        m = min(chunk, num_directions - done)
+        theta = rng.standard_normal((m, dm.size))
+        theta /= np.linalg.norm(theta, axis=1, keepdims=True)
+        sx = np.sqrt(np.sum((theta @ cx) * theta, axis=1))
+        sy = np.sqrt(np.sum((theta @ cy) * theta, axis=1))
+        w = (theta @ dm) ** 2 + (sx - sy) ** 2
+        total += float(w.sum())
+        total_sq += float(np.square(w).sum())
+        done += m
+    mean = total / done
+    return mean, float(np.sqrt(max(total_sq / done - mean**2, 0.0) / (done - 1)))
 
 
 def _variances(x, y, key, num, reps, names):
@@ -75,6 +130,32 @@ def _variances(x, y, key, num, reps, names):
         design, cv, centering = {**ESTIMATORS, **OFFICIAL}[name]
         out[name] = np.asarray(_replicate_means(x, y, keys, num, design, cv, centering), dtype=float)
     return out
+
+
+def _case_parameters(key, case):
+    """(mean_x, cov_x, mean_y, cov_y) of the two Gaussian populations _clouds(key, n, case) samples."""
+    _, _, ka, kb = jax.random.split(key, 4)
+    eye = np.eye(DIM)
+    if case == "isotropic":
+        return np.ones(DIM), eye, -np.ones(DIM), 4.0 * eye
+    if case == "anisotropic":
+        a = np.asarray(jax.random.normal(ka, (DIM, DIM)) / jnp.sqrt(DIM), np.float64)
+        b = np.asarray(jax.random.normal(kb, (DIM, DIM)) / jnp.sqrt(DIM), np.float64)
+        return np.ones(DIM), a @ a.T, np.zeros(DIM), b @ b.T
+
+    def factor(k):
+        q, _ = jnp.linalg.qr(jax.random.normal(k, (DIM, DIM)))
+        return np.asarray(q * jnp.sqrt(jnp.logspace(-1, 1, DIM)), np.float64)
+
+    fa, fb = factor(ka), factor(kb)
+    return np.ones(DIM) / np.sqrt(DIM), fa @ fa.T, np.zeros(DIM), fb @ fb.T
+
+
+def _ratio_with_se(mc, lcv, rng, num_boot=400):
+    """MC variance / LCV variance over paired replicates, and its bootstrap standard error."""
+    idx = rng.integers(0, mc.size, size=(num_boot, mc.size))
+    boot = mc[idx].var(axis=1, ddof=1) / lcv[idx].var(axis=1, ddof=1)
+    return float(mc.var(ddof=1) / lcv.var(ddof=1)), float(boot.std(ddof=1))
 
 
 def _flow_shapes(key, n):
@@ -100,37 +181,45 @@ def run(ctx):
     notes = []
 
     # (a) isotropic: unbiasedness and the LCV variance reduction at L = 10.
-    ctx.progress("(a) isotropic Gaussians")
+    ref_directions = ctx.size(*REFERENCE_DIRECTIONS)
+    ctx.progress(f"(a) isotropic Gaussians: NumPy reference over {ref_directions:,} directions")
     x, y = _clouds(_key(ctx, 1), n, "isotropic")
-    ref = _reference(x, y, _key(ctx, 2), ctx.size(5, 50))
+    ref_mean, ref_se = numpy_reference(x, y, ref_directions, seed=1_000_003 * ctx.seed + 2)
     names = list(ESTIMATORS) + list(OFFICIAL)
+    ctx.progress("(a) isotropic Gaussians: estimators at L = 10")
     var_a = _variances(x, y, _key(ctx, 3), 10, reps, names)
     rows, worst_z = [], 0.0
     for name in names:
         m = var_a[name]
-        se = np.sqrt(m.var(ddof=1) / reps + float(ref.stderr) ** 2)
-        z = (m.mean() - float(ref.mean)) / se
+        est_se = float(np.sqrt(m.var(ddof=1) / reps))
+        se = np.hypot(est_se, ref_se)
+        z = (m.mean() - ref_mean) / se
         if name in ESTIMATORS:
             worst_z = max(worst_z, abs(z))
-        rows.append([name, float(m.mean()), float(se), float(z), float(m.var(ddof=1)),
+        rows.append([name, float(m.mean()), est_se, float(ref_se / est_se), float(z), float(m.var(ddof=1)),
                      float(var_a["MC"].var(ddof=1) / m.var(ddof=1))])
     tables.append(
-        "**(a) Isotropic Gaussians, d = 10, n = %d, L = 10, %d replicates.** Exact SW₂² of the population: 5; "
-        "of these two samples: %.4f ± %.4f (LCV with %d directions)." % (n, reps, float(ref.mean), float(ref.stderr),
-                                                                         2000 * ctx.size(5, 50)) + "\n\n"
-        + markdown_table(["estimator", "mean", "SE of mean", "z vs exact", "variance", "MC var / var"], rows)
+        "**(a) Isotropic Gaussians, d = %d, n = %d, L = 10, %d replicates.** Exact SW₂² of the populations: 5. "
+        "Reference SW₂² of these two samples: %.5f ± %.5f (plain MC over %s directions, NumPy; shares no code with "
+        "ulam.transport). z combines both standard errors." % (DIM, n, reps, ref_mean, ref_se, f"{ref_directions:,}")
+        + "\n\n"
+        + markdown_table(["estimator", "mean", "SE of mean", "reference SE / SE of mean", "z vs reference",
+                          "variance", "MC var / var"], rows)
     )
-    claims.append(claim("(a) all five estimators unbiased: max |z| against the exact SW₂² of the samples",
+    claims.append(claim("(a) all five estimators unbiased: max |z| against the independent NumPy reference",
                         worst_z, "<=", 3.0, paper="unbiased"))
     lcv_ratio = var_a["MC"].var(ddof=1) / var_a["LCV"].var(ddof=1)
     claims.append(claim("(a) LCV variance reduction at L = 10 (isotropic)", lcv_ratio, ">=", 100.0,
                         paper="~1400x (digest check)"))
 
-    # (b) + (c): variance against L, isotropic and anisotropic.
+    # (b) + (c): variance against L, isotropic and both anisotropic cases.
     ls = ctx.size([10, 100], [10, 20, 50, 100, 200, 500])
-    cases = {"isotropic": (x, y), "anisotropic": _clouds(_key(ctx, 4), n, "anisotropic"),
-             "anisotropic, spread eigenvalues": _clouds(_key(ctx, 4), n, "spread")}
-    curves = {}
+    case_keys = {"isotropic": _key(ctx, 1), "anisotropic": _key(ctx, 4), "anisotropic, spread eigenvalues": _key(ctx, 4)}
+    case_kind = {"isotropic": "isotropic", "anisotropic": "anisotropic", "anisotropic, spread eigenvalues": "spread"}
+    cases = {"isotropic": (x, y), "anisotropic": _clouds(case_keys["anisotropic"], n, "anisotropic"),
+             "anisotropic, spread eigenvalues": _clouds(case_keys["anisotropic, spread eigenvalues"], n, "spread")}
+    rng = np.random.default_rng(ctx.seed)
+    curves, ratio_rows, means_l10 = {}, [], {}
     for case, (cx, cy) in cases.items():
         curves[case] = {name: [] for name in ESTIMATORS}
         for num in ls:
@@ -138,15 +227,38 @@ def run(ctx):
             v = _variances(cx, cy, _key(ctx, 100 + num), num, reps, list(ESTIMATORS))
             for name in ESTIMATORS:
                 curves[case][name].append(float(v[name].var(ddof=1)))
-    aniso_ratios = [mc / lcv for mc, lcv in zip(curves["anisotropic"]["MC"], curves["anisotropic"]["LCV"])]
-    claims.append(claim("(b) anisotropic: min over L of MC variance / LCV variance", min(aniso_ratios), ">=", 1.0,
-                        paper="1.4x (L=10), 2.1x (L=100)"))
+            if num == ls[0]:
+                means_l10[case] = {name: (float(v[name].mean()), float(v[name].std(ddof=1) / np.sqrt(reps)))
+                                   for name in ("MC", "LCV")}
+            if case != "isotropic":
+                r, r_se = _ratio_with_se(v["MC"], v["LCV"], rng)
+                ratio_rows.append([case, num, r, r_se, float((r - 1.0) / r_se)])
+    ctx.progress(f"(b) population references: closed form over {POPULATION_DIRECTIONS:,} directions")
+    pop_rows = []
+    for i, case in enumerate(cases):
+        if case == "isotropic":  # ||dm||²/d + (s1 - s2)² = 40/10 + 1, exactly
+            pm, pse = 5.0, 0.0
+        else:
+            pm, pse = population_reference(*_case_parameters(case_keys[case], case_kind[case]),
+                                           POPULATION_DIRECTIONS, seed=1_000_003 * ctx.seed + 50 + i)
+        pop_rows.append([case, pm, pse, *means_l10[case]["MC"], *means_l10[case]["LCV"]])
+    tables.append(
+        f"**(b) Population references (closed form of projected Gaussians, {POPULATION_DIRECTIONS:,} directions; "
+        "isotropic: exact) "
+        f"beside the estimators' means at L = {ls[0]} ({reps} replicates) on one sample of n = {n} per measure.** "
+        "The estimators target the SW₂² of the samples, which differs from the population value by the clouds' "
+        "sampling error.\n\n"
+        + markdown_table(["case", "population SW₂²", "se", "MC mean", "se", "LCV mean", "se"], pop_rows)
+    )
+    tables.append(
+        f"**(b) MC variance / LCV variance, both anisotropic cases ({reps} paired replicates; se by bootstrap of "
+        "the replicates).** Reported, not gated (the paper's 'lower variance' is a soft claim).\n\n"
+        + markdown_table(["case", "L", "MC var / LCV var", "se", "(ratio - 1) / se"], ratio_rows)
+    )
     for case in curves:
         rows = [[num] + [curves[case][name][i] for name in ESTIMATORS] for i, num in enumerate(ls)]
         tables.append(f"**(c) Variance of the SW₂² estimate against L, {case} ({reps} replicates).**\n\n"
                       + markdown_table(["L"] + list(ESTIMATORS), rows))
-    hard = [mc / lcv for mc, lcv in zip(curves["anisotropic, spread eigenvalues"]["MC"],
-                                        curves["anisotropic, spread eigenvalues"]["LCV"])]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, case in zip(axes, curves):
         for name in ESTIMATORS:
@@ -167,7 +279,7 @@ def run(ctx):
     seeds = ctx.size(2, 5)
     flow_names = ctx.size(["MC", "LCV"], list(ESTIMATORS))  # quick mode: the two the claim compares
     source, target = _flow_shapes(jax.random.key(ctx.seed + 5), 300)
-    w2 = {}
+    w2, w2_runs = {}, {}
     for name in flow_names:
         design, cv, _ = ESTIMATORS[name]
         runs = []
@@ -176,6 +288,7 @@ def run(ctx):
             trace = gradient_flow(source, target, _key(ctx, 1000 + seed), steps, learning_rate=0.01,
                                   record_every=steps // 5, num_directions=10, directions=design, control_variate=cv)
             runs.append(trace.wasserstein)
+        w2_runs[name] = np.asarray(runs, float)
         w2[name] = np.mean(runs, axis=0)
     record_steps = trace.steps
     rows = [[name] + [float(v) for v in w2[name]] for name in flow_names]
@@ -193,15 +306,26 @@ def run(ctx):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     figures.append(path)
-    claims.append(claim("(d) final W₂, LCV / MC (mean over seeds)", w2["LCV"][-1] / w2["MC"][-1], "<=", 1.0,
-                        paper="CV equal or lower (soft)"))
+    flow_ratio = w2_runs["LCV"][:, -1] / w2_runs["MC"][:, -1]  # paired: the same key for both per seed
+    flow_ratio_se = float(flow_ratio.std(ddof=1) / np.sqrt(seeds))
 
+    aniso = [r for r in ratio_rows if r[0] == "anisotropic"]
+    hard = [r for r in ratio_rows if r[0] == "anisotropic, spread eigenvalues"]
     notes.append(
-        "In the harder anisotropic case (eigenvalues spread over [0.1, 10], ||dm|| = 1) the mean term explains "
-        "little of W(theta), and MC variance / LCV variance was "
-        + ", ".join(f"{r:.2f} at L = {num}" for r, num in zip(hard, ls))
-        + ": with rho^2 small, estimating the coefficient from L directions costs about a factor 1 + 1/(L - 3), "
-        "so LCV can lose slightly at small L there (UCV, RQMC and orthogonal directions are shown for comparison)."
+        "(b) MC variance / LCV variance: digest's anisotropic case (random covariances A Aᵀ/d, dm = 1 per "
+        "coordinate) " + ", ".join(f"{r[2]:.3g} ± {r[3]:.2g} at L = {r[1]}" for r in aniso)
+        + " (digest: 1.4x at L = 10, 2.1x at L = 100; here the mean term dominates W(θ), so the control explains "
+        "most of it); spread-eigenvalue case (eigenvalues log-spaced over [0.1, 10], ||dm|| = 1) "
+        + ", ".join(f"{r[2]:.3g} ± {r[3]:.2g} at L = {r[1]}" for r in hard)
+        + ". History: an earlier version gated 'LCV variance <= MC variance at every L' on the spread case, which "
+        "failed (0.93x), and then swapped in the digest's case (76x) as the gated one; both are shown here and "
+        "neither is gated. Where rho² = corr(W, C)² is small, estimating the coefficient from the same L directions "
+        "costs a factor about 1 + 1/(L - 3), so LCV can lose slightly at small L."
+    )
+    notes.append(
+        f"(d) Final exact W₂ of the flow, LCV / MC, paired by seed: {flow_ratio.mean():.3f} ± {flow_ratio_se:.3f} "
+        f"(mean ± se over {seeds} seeds; per seed: {', '.join(f'{r:.3f}' for r in flow_ratio)}). Reported, not "
+        "gated (the paper's 'equal or lower' is a soft claim)."
     )
     official = var_a["MC"].var(ddof=1) / var_a["LCV (official centring)"].var(ddof=1)
     notes.append(
@@ -209,9 +333,10 @@ def run(ctx):
         "equation). The official code (khainb/CV-SW) centres C at its exact mean in both covariance and variance; "
         f"that variant is shown as 'LCV (official centring)': at L = 10 it reduces the variance only {official:.1f}x "
         "here and is biased low, because the coefficient shrinks by Var(C)/(Var(C) + (mean C - E C)^2). "
-        "Truth for (a) is the SW₂² of the two sampled clouds (the estimators are unbiased for it); the population "
-        "value 5 differs from it by the sampling error of the clouds. Standard errors of the means in (a) add the "
-        "reference's own standard error."
+        "Truth for (a) is the SW₂² of the two sampled clouds (the estimators are unbiased for it), computed by "
+        "separate NumPy code; the population value 5 differs from it by the sampling error of the clouds. Where an "
+        "estimator's standard error is below the reference's (column 'reference SE / SE of mean' > 1, e.g. LCV), "
+        "the z test is limited by the reference's precision."
     )
     return Outcome(claims=claims, tables=tables, figures=figures, notes=" ".join(notes))
 
@@ -219,8 +344,16 @@ def run(ctx):
 REPRODUCTION = Reproduction(
     name="sliced-wasserstein-cv",
     paper="Nguyen & Ho 2024, *Sliced Wasserstein Estimation with Control Variates* (ICLR 2024, arXiv 2305.00402)",
-    summary="Gaussian control variates cut the variance of Monte Carlo sliced Wasserstein by orders of magnitude "
-    "for isotropic Gaussians and never hurt on anisotropic ones; RQMC and orthogonal directions compared; "
-    "a 3-D point-cloud gradient flow with each estimator.",
+    summary="every SW₂² estimator unbiased against an independent NumPy reference, and the lower Gaussian control "
+    "variate cutting the variance >= 100x for isotropic Gaussians (gated); variance ratios on two anisotropic "
+    "cases, RQMC and orthogonal directions, and a 3-D point-cloud gradient flow (reported with standard errors).",
     run=run,
+    changes=(
+        "(a) The reference was LCV with 10^4 directions (the estimator under test checking itself); it is now"
+        " plain MC over 10^6 directions in separate NumPy code, with its SE in the z-score (threshold "
+        "unchanged, |z| <= 3). (b) The gate 'anisotropic: MC var / LCV var >= 1 at every L' had been moved to"
+        " the digest's case (76x, vs the digest's 1.4x) after failing on the spread-eigenvalue case (0.93x); "
+        "both cases are now reported with SEs and neither is gated (a soft claim). (d) 'final W2 LCV / MC <= "
+        "1' (soft) is reported with its SE over seeds, not gated."
+    ),
 )

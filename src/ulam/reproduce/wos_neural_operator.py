@@ -53,12 +53,12 @@ def run(ctx) -> Outcome:
     from ulam.pde.operator_learning import (
         deeponet,
         init_deeponet,
-        physics_informed_loss,
+        physics_informed_step,
         relative_l2,
         step_memory_bytes,
         train_physics_informed,
         train_weak_supervision,
-        weak_supervision_loss,
+        weak_supervision_step,
     )
 
     num_instances, num_points = 256, 32
@@ -166,22 +166,11 @@ def run(ctx) -> Outcome:
     # Time per step: WoS pays for its labels (amortised over the epoch's steps); memory: XLA's plan for one step.
     t_wos = (h_wos.label_seconds + h_wos.train_seconds) / total_steps
     t_pinn = h_pinn.train_seconds / total_steps
-    idx = jnp.arange(batch)
-    flat_pts = points.reshape(-1, 2)
-
-    def wos_step(params, opt_state, labels):
-        inst = idx // num_points
-        loss, grads = jax.value_and_grad(weak_supervision_loss)(params, sensors[inst], flat_pts[idx], labels[idx])
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    def pinn_step(params, opt_state, key):
-        loss, grads = jax.value_and_grad(physics_informed_loss)(params, *pinn_batch(key))
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    # the very steps the training loops scan
+    wos_step = weak_supervision_step(optimizer, sensors, points, batch)
+    pinn_step = physics_informed_step(optimizer, pinn_batch)
     opt0 = optimizer.init(params0)
-    mem_wos_step = step_memory_bytes(wos_step, params0, opt0, exact_train.reshape(-1))
+    mem_wos_step = step_memory_bytes(wos_step, params0, opt0, exact_train, ctx.key(5))
     mem_labels = step_memory_bytes(wos_labels, ctx.key(3))
     mem_wos = max(mem_wos_step, mem_labels)
     mem_pinn = step_memory_bytes(pinn_step, params0, opt0, ctx.key(4))
