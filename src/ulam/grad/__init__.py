@@ -75,7 +75,11 @@ from ulam.grad.score_function import (
     score_function_gradient,
 )
 from ulam.grad.stochastic_neurons import (
+    BINARY_UNITS,
     bernoulli_straight_through,
+    binary_layer,
+    binary_layer_deterministic,
+    reinforce_surrogate,
     binary_neuron_reinforce_gradient,
     decomposition_gradient,
     noise_injection_gradient,
@@ -117,6 +121,10 @@ __all__ = [
     "noisy_rectifier",
     "straight_through_gradient",
     "bernoulli_straight_through",
+    "binary_layer",
+    "binary_layer_deterministic",
+    "reinforce_surrogate",
+    "BINARY_UNITS",
     "program_gradient",
     "program_surrogate",
     "program_value",
