@@ -72,6 +72,11 @@ def test_exact_wasserstein_matches_pot_emd(x64):
     cost = ot.dist(x, y)  # squared Euclidean
     expected = np.sqrt(ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), cost))
     np.testing.assert_allclose(exact_wasserstein(x, y), expected, rtol=1e-9)
+    # Issue #16.16: the distance by default, its p-th power (POT's emd2 value) on request.
+    np.testing.assert_allclose(exact_wasserstein(x, y, pth_power=True), expected**2, rtol=1e-9)
+    l1 = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(x, y, metric="euclidean") ** 3)
+    np.testing.assert_allclose(exact_wasserstein(x, y, p=3.0, pth_power=True), l1, rtol=1e-9)
+    np.testing.assert_allclose(exact_wasserstein(x, y, p=3.0), l1 ** (1 / 3), rtol=1e-9)
     with pytest.raises(ValueError, match="equal size"):
         exact_wasserstein(x, y[:30])
     with pytest.raises(ValueError, match="different dimensions"):

@@ -16,8 +16,13 @@ __all__ = ["exact_wasserstein", "gradient_flow", "FlowTrace"]
 _MAX_ASSIGNMENT_POINTS = 5000
 
 
-def exact_wasserstein(x, y, *, p: float = 2.0) -> float:
+def exact_wasserstein(x, y, *, p: float = 2.0, pth_power: bool = False) -> float:
     r"""Exact :math:`W_p` between two uniform clouds of equal size, by optimal assignment (on the host).
+
+    Returns the distance :math:`W_p` by default (the convention of
+    :func:`~ulam.transport.sliced_wasserstein` and of POT's sliced distances), and
+    :math:`W_p^p` (what POT's ``ot.emd2`` returns for the cost ``ot.dist(x, y) ** p``
+    with ``metric="euclidean"``) with ``pth_power=True``.
 
     .. math::
         W_p(\mu,\nu) = \Big(\min_{\sigma} \frac1n \sum_i \|x_i - y_{\sigma(i)}\|^p\Big)^{1/p},
@@ -31,6 +36,8 @@ def exact_wasserstein(x, y, *, p: float = 2.0) -> float:
       >>> from ulam.transport import exact_wasserstein
       >>> round(exact_wasserstein(np.zeros((3, 2)), np.ones((3, 2))), 6)  # sqrt(2)
       1.414214
+      >>> round(exact_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), pth_power=True), 6)  # W_2^2
+      2.0
     """
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
@@ -44,7 +51,8 @@ def exact_wasserstein(x, y, *, p: float = 2.0) -> float:
         raise ValueError(f"p: the Wasserstein order must be >= 1, got {p}")
     cost = cdist(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) ** p
     rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean() ** (1.0 / p))
+    power = float(cost[rows, cols].mean())
+    return power if pth_power else power ** (1.0 / p)
 
 
 class FlowTrace(NamedTuple):
@@ -78,7 +86,7 @@ def gradient_flow(
     with fresh directions each step (the sliced-Wasserstein flow of Nguyen & Ho,
     *Sliced Wasserstein estimation with control variates*, ICLR 2024, Sec. 4, whose
     official code uses SGD on ``N * SW`` with ``N`` the number of points). The
-    estimator is :func:`sliced_wasserstein` with ``root=True`` and the given
+    estimator is :func:`sliced_wasserstein` (its default :math:`SW_p`) with the given
     ``directions`` / ``control_variate``. Steps run in a jitted ``lax.scan`` of
     ``record_every`` steps; between chunks the exact :math:`W_2` is computed on the
     host by :func:`exact_wasserstein` (equal-size clouds only).
@@ -125,7 +133,7 @@ def gradient_flow(
 def _chunk_runner(length, learning_rate, num_directions, p, directions, control_variate):
     def loss_fn(x, y, key):
         est = sliced_wasserstein(
-            x, y, key, num_directions, p=p, directions=directions, control_variate=control_variate, root=True
+            x, y, key, num_directions, p=p, directions=directions, control_variate=control_variate
         )
         return x.shape[0] * est.mean
 
