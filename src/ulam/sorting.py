@@ -75,6 +75,12 @@ def sort_method(x, method: str = "auto") -> str:
     ``jnp.sort`` and a host sort dispatched together never returned. (An explicit
     ``method="host"`` on one CPU keeps that risk; block on other work first.)
     Under ``jax.vmap`` the size seen is that of one batch member.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.sorting import sort_method
+      >>> sort_method(jnp.zeros(10)), sort_method(jnp.zeros(10), "host")
+      ('xla', 'host')
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")

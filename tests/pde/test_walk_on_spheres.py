@@ -298,3 +298,56 @@ def test_other_bad_arguments():
         solution_gradient(DirichletProblem(DISK, harmonic, absorption=1.0), jax.random.key(0), P2[:1])
     with pytest.raises(TypeError, match="DirichletProblem"):
         walk_on_spheres((DISK, harmonic), jax.random.key(0), P2[:1])
+
+
+# -- NaN/inf from user functions (issue #16.5) and the documented info shapes (issue #26.4) ---------------
+
+
+def _log_boundary(x):
+    return jnp.log(x[0])  # NaN on the left half of the circle
+
+
+def _pole_source(x):
+    return 1.0 / (x[0] > 0.5)  # inf wherever x[0] <= 0.5
+
+
+@pytest.mark.parametrize("which", ["boundary", "source"])
+def test_non_finite_user_function_raises_with_a_count(which):
+    prob = (DirichletProblem(DISK, boundary=_log_boundary) if which == "boundary"
+            else DirichletProblem(DISK, boundary=harmonic, source=_pole_source))
+    pattern = rf"problem\.{which}: expected finite values, got NaN or inf on \d+ of 128 walks \(from \d of 2 query points"
+    with pytest.raises(ValueError, match=pattern):
+        walk_on_spheres(prob, jax.random.key(0), P2[:2], num_walks=64)
+    with pytest.raises(ValueError, match=pattern):
+        solution_gradient(prob, jax.random.key(0), P2[:2], num_walks=64)
+
+
+def test_non_finite_user_function_inside_jit_is_counted_in_info():
+    prob = DirichletProblem(DISK, boundary=_log_boundary)
+    est = jax.jit(lambda p: walk_on_spheres(prob, jax.random.key(0), p, num_walks=64, check_domain=False))(P2[:2])
+    assert not np.any(np.isfinite(np.asarray(est.mean)))
+    failures = np.asarray(est.info["boundary_failures"])
+    assert failures.shape == (2,) and np.all(failures > 0) and np.all(failures <= 64)
+    np.testing.assert_array_equal(est.info["source_failures"], [0, 0])
+    # The same walks, counted directly: a walk fails exactly when it exits with x[0] <= 0.
+    finite = walk_on_spheres(DirichletProblem(DISK, boundary=lambda x: (x[0] <= 0).astype(x.dtype)),
+                             jax.random.key(0), P2[:2], num_walks=64)
+    np.testing.assert_allclose(failures, 64 * np.asarray(finite.mean), atol=1e-3)
+
+
+def test_info_entries_have_their_documented_shapes():
+    prob = DirichletProblem(DISK, boundary=harmonic)
+    pts = P2[:3]
+    est = walk_on_spheres(prob, jax.random.key(20), pts, num_walks=64, variance_reduction="control_variate")
+    shapes = {k: np.shape(v) for k, v in est.info.items()}
+    assert shapes == {
+        "mean_walk_length": (3,), "overall_mean_walk_length": (), "truncated_fraction": (3,),
+        "boundary_failures": (3,), "source_failures": (3,), "epsilon": (), "num_walks": (),
+        "variance_reduction": (3,), "control_coefficient": (3, 2),
+    }
+    assert float(est.info["overall_mean_walk_length"]) == pytest.approx(float(jnp.mean(est.info["mean_walk_length"])))
+    grad = solution_gradient(prob, jax.random.key(20), pts, num_walks=64)
+    assert {k: np.shape(v) for k, v in grad.info.items()} == {
+        "mean_walk_length": (3,), "overall_mean_walk_length": (), "truncated_fraction": (3,),
+        "boundary_failures": (3,), "source_failures": (3,),
+    }

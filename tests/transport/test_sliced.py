@@ -189,42 +189,52 @@ def test_max_sliced_finds_the_direction_of_largest_spread(key):
 
 def test_bad_input(key):
     x = jnp.ones((10, 3))
-    with pytest.raises(ValueError, match="different dimensions"):
+    with pytest.raises(ValueError, match=r"x, y: expected clouds in the same dimension, got different dimensions \(3 and 4\)"):
         sliced_wasserstein(x, jnp.ones((10, 4)), key)
-    with pytest.raises(ValueError, match="x: the point cloud is empty"):
+    with pytest.raises(ValueError, match=r"x: expected a non-empty point cloud .*, got shape \(0, 3\)"):
         sliced_wasserstein(jnp.ones((0, 3)), x, key)
-    with pytest.raises(ValueError, match="y: expected a point cloud of shape"):
+    with pytest.raises(ValueError, match=r"y: expected a point cloud of shape \(num_points, dim\), got shape \(10,\)"):
         sliced_wasserstein(x, jnp.ones(10), key)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="y: expected floating-point positions, got dtype int32; cast with"):
         sliced_wasserstein(x, jnp.ones((10, 3), jnp.int32), key)
-    with pytest.raises(ValueError, match="x_weights: weights must be non-negative"):
+    with pytest.raises(ValueError, match="x_weights: expected non-negative weights, got a smallest weight of -0.8"):
         sliced_wasserstein(x, x, key, x_weights=jnp.full(10, 0.2).at[0].set(-0.8))
-    with pytest.raises(ValueError, match="y_weights: weights must sum to 1"):
+    with pytest.raises(ValueError, match="y_weights: expected weights that sum to 1, got a sum of 2; divide them"):
         sliced_wasserstein(x, x, key, y_weights=jnp.full(10, 0.2))
-    with pytest.raises(ValueError, match="p: the Wasserstein order must be a finite number >= 1"):
+    with pytest.raises(ValueError, match=r"y_weights: expected one weight per point \(10\), got shape \(9,\)"):
+        sliced_wasserstein(x, x, key, y_weights=jnp.full(9, 1 / 9))
+    with pytest.raises(ValueError, match=r"p: expected a finite value in \[1, inf\), got 0.5; the Wasserstein order"):
         sliced_wasserstein(x, x, key, p=0.5)
-    with pytest.raises(ValueError, match="num_directions: need at least 2 directions for a standard error"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 2, got 1"):
         sliced_wasserstein(x, x, key, 1)
-    with pytest.raises(ValueError, match="num_directions: need at least 2"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 2, got 1"):
         sliced_wasserstein(x, x, key, directions=jnp.ones((1, 3)))
-    with pytest.raises(TypeError, match="num_directions: expected a Python int"):
+    with pytest.raises(TypeError, match="num_directions: expected an integer, got float 10.0"):
         sliced_wasserstein(x, x, key, 10.0)
-    with pytest.raises(ValueError, match="directions: expected one of"):
+    with pytest.raises(ValueError, match="directions: expected one of 'mc', 'rqmc', 'orthogonal', got 'halton'"):
         sliced_wasserstein(x, x, key, directions="halton")
-    with pytest.raises(ValueError, match=r"directions: expected an array of shape \(L, 3\)"):
+    with pytest.raises(ValueError, match=r"directions: expected an array of shape \(L, 3\), got shape \(5, 2\)"):
         sliced_wasserstein(x, x, key, directions=jnp.ones((5, 2)))
-    with pytest.raises(ValueError, match="control_variate: expected one of"):
+    with pytest.raises(ValueError, match="control_variate: expected one of None, 'lower', 'upper', got 'both'"):
         sliced_wasserstein(x, x, key, control_variate="both")
-    with pytest.raises(ValueError, match="num_blocks: must be an int >= 2 that divides"):
+    with pytest.raises(ValueError, match="num_blocks: expected a divisor of num_directions=10, got 3"):
         sliced_wasserstein(x, x, key, 10, directions="rqmc", num_blocks=3)
-    with pytest.raises(ValueError, match="num_blocks: orthogonal blocks hold at most dim=3"):
+    with pytest.raises(ValueError, match="num_blocks: expected blocks of at most dim=3 orthogonal directions"):
         sliced_wasserstein(x, x, key, 10, directions="orthogonal", num_blocks=2)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="x: expected finite values, got 1 NaN or infinite of 30"):
         sliced_wasserstein(x.at[0, 0].set(jnp.nan), x, key)
-    with pytest.raises(ValueError, match="cv_centering: expected"):
+    with pytest.raises(ValueError, match="cv_centering: expected one of 'sample', 'exact', got 'mean'"):
         sliced_wasserstein(x, x, key, control_variate="lower", cv_centering="mean")
-    with pytest.raises(ValueError, match="num_starts: expected a positive int"):
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key\(seed\)"):
+        sliced_wasserstein(x, x, 0)
+    with pytest.raises(ValueError, match="num_starts: expected an integer >= 1, got 0"):
         max_sliced_wasserstein(x, x, key, num_starts=0)
+    with pytest.raises(ValueError, match="learning_rate: expected a finite number > 0, got 0"):
+        max_sliced_wasserstein(x, x, key, learning_rate=0.0)
+    with pytest.raises(TypeError, match="key: expected a jax.random key"):
+        max_sliced_wasserstein(x, x, None)
+    # Legacy keys work.
+    assert bool(jnp.isfinite(sliced_wasserstein(x, x + 1.0, jax.random.PRNGKey(0), 4).mean))
 
 
 @pytest.mark.parametrize("cv", ["lower", "upper"])

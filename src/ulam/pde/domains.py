@@ -102,7 +102,15 @@ class _Domain:
 
 @_pytree(data=("center", "radius"))
 class Ball(_Domain):
-    r"""The ball :math:`\{x: |x - c| < r\}` in any dimension (a disk in 2-D): :math:`\phi = |x-c| - r`."""
+    r"""The ball :math:`\{x: |x - c| < r\}` in any dimension (a disk in 2-D): :math:`\phi = |x-c| - r`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball
+      >>> disk = Ball(jnp.zeros(2), 1.0)
+      >>> float(disk.sdf(jnp.array([0.5, 0.0]))), disk.closest_point(jnp.array([0.5, 0.0])).tolist()
+      (-0.5, [1.0, 0.0])
+    """
 
     center: jax.Array
     radius: jax.Array
@@ -130,7 +138,15 @@ class Ball(_Domain):
 
 @_pytree(data=("center", "half_widths"))
 class Box(_Domain):
-    r"""The axis-aligned box :math:`\{x: |x_i - c_i| < h_i\}`: :math:`\phi = |\max(q,0)| + \min(\max_i q_i, 0)`, :math:`q = |x-c| - h`."""
+    r"""The axis-aligned box :math:`\{x: |x_i - c_i| < h_i\}`: :math:`\phi = |\max(q,0)| + \min(\max_i q_i, 0)`, :math:`q = |x-c| - h`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Box
+      >>> square = Box(jnp.zeros(2), jnp.ones(2))  # [-1, 1]^2
+      >>> float(square.sdf(jnp.array([0.5, 0.0]))), square.closest_point(jnp.array([0.5, 0.0])).tolist()
+      (-0.5, [1.0, 0.0])
+    """
 
     center: jax.Array
     half_widths: jax.Array
@@ -184,6 +200,13 @@ class Polygon(_Domain):
 
     :math:`|\phi(x)| = \min_j \mathrm{dist}(x, [v_j, v_{j+1}])`, negative where the
     even-odd ray test says inside.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Polygon
+      >>> unit_square = Polygon(jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+      >>> float(unit_square.sdf(jnp.array([0.5, 0.25])))
+      -0.25
     """
 
     vertices: jax.Array
@@ -212,6 +235,13 @@ class StarShaped(_Domain):
     :math:`r = 1 + c_1\cos 4\theta + c_2\cos 8\theta`, i.e. ``cos_coefficients`` with
     entries 4 and 8 set. The SDF is that of the curve sampled at ``num_segments``
     angles (exact for that polygon). ``r`` must stay positive.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import StarShaped
+      >>> star = StarShaped(jnp.zeros(2), jnp.array([0.0, 0.0, 0.0, 0.2]), jnp.zeros(4))  # r = 1 + 0.2 cos 4t
+      >>> round(float(star.radius(jnp.array(0.0))), 6), bool(star.contains(jnp.array([1.1, 0.0])))
+      (1.2, True)
     """
 
     center: jax.Array
@@ -256,6 +286,13 @@ class SignedDistance(_Domain):
     The closest point is the Newton projection :math:`x - \phi(x)\nabla\phi(x)`
     (exact for a true SDF away from its medial axis). Use
     :func:`check_signed_distance` to test that ``function`` is a distance.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import SignedDistance
+      >>> disk = SignedDistance(lambda x: jnp.linalg.norm(x) - 1.0, 2, (-1.0, -1.0), (1.0, 1.0))
+      >>> [round(v, 6) for v in disk.closest_point(jnp.array([0.5, 0.0])).tolist()]
+      [1.0, 0.0]
     """
 
     function: Callable
@@ -294,7 +331,17 @@ def _pair_bounds(a, b, how):
 
 @_pytree(data=("first", "second"))
 class Union(_Domain):
-    r""":math:`\Omega_1\cup\Omega_2`: :math:`\phi = \min(\phi_1, \phi_2)` (exact outside, a lower bound of the depth inside)."""
+    r""":math:`\Omega_1\cup\Omega_2`: :math:`\phi = \min(\phi_1, \phi_2)` (exact outside, a lower bound of the depth inside).
+
+    Also written ``first | second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Union
+      >>> two = Union(Ball(jnp.array([-1.0, 0.0]), 1.0), Ball(jnp.array([1.0, 0.0]), 1.0))
+      >>> float(two.sdf(jnp.array([3.0, 0.0])))  # 1 away from the right disk
+      1.0
+    """
 
     first: object
     second: object
@@ -318,7 +365,17 @@ class Union(_Domain):
 
 @_pytree(data=("first", "second"))
 class Intersection(_Domain):
-    r""":math:`\Omega_1\cap\Omega_2`: :math:`\phi = \max(\phi_1, \phi_2)` (exact inside, a lower bound outside)."""
+    r""":math:`\Omega_1\cap\Omega_2`: :math:`\phi = \max(\phi_1, \phi_2)` (exact inside, a lower bound outside).
+
+    Also written ``first & second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Box, Intersection
+      >>> lens = Intersection(Ball(jnp.zeros(2), 1.0), Box(jnp.zeros(2), jnp.array([1.0, 0.5])))
+      >>> float(lens.sdf(jnp.array([0.0, 0.25])))  # the box's face y = 0.5 is nearest
+      -0.25
+    """
 
     first: object
     second: object
@@ -342,7 +399,17 @@ class Intersection(_Domain):
 
 @_pytree(data=("first", "second"))
 class Difference(_Domain):
-    r""":math:`\Omega_1\setminus\Omega_2`: :math:`\phi = \max(\phi_1, -\phi_2)` (exact inside, a lower bound outside)."""
+    r""":math:`\Omega_1\setminus\Omega_2`: :math:`\phi = \max(\phi_1, -\phi_2)` (exact inside, a lower bound outside).
+
+    Also written ``first - second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Difference
+      >>> annulus = Difference(Ball(jnp.zeros(2), 1.0), Ball(jnp.zeros(2), 0.5))
+      >>> float(annulus.sdf(jnp.array([0.75, 0.0]))), bool(annulus.contains(jnp.zeros(2)))
+      (-0.25, False)
+    """
 
     first: object
     second: object
@@ -369,6 +436,13 @@ def sample_interior(domain, key, n: int, oversample: int = 8):
 
     Draws ``oversample * n`` box points at once (shapes stay static); raises if
     fewer than ``n`` land inside.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde import Ball, sample_interior
+      >>> x = sample_interior(Ball(jnp.zeros(2), 1.0), jax.random.key(0), 10)
+      >>> x.shape, bool(jnp.all(jnp.linalg.norm(x, axis=1) < 1))
+      ((10, 2), True)
     """
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)
     x = jax.random.uniform(key, (oversample * n, domain.dim), minval=lo, maxval=hi)
@@ -396,6 +470,16 @@ def check_signed_distance(domain, key=None, num_samples: int = 256, tolerance: f
     the sample points inside the domain its closest points lie on the zero level set. A function with :math:`|\nabla\phi| > 1`
     would let walk-on-spheres step out of the domain (a biased answer); one with
     :math:`|\nabla\phi| < 1` only slows walks down but is still not a distance.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, SignedDistance, check_signed_distance
+      >>> check_signed_distance(Ball(jnp.zeros(2), 1.0))  # a distance: returns None
+      >>> twice = SignedDistance(lambda x: 2 * (jnp.linalg.norm(x) - 1.0), 2, (-1.0, -1.0), (1.0, 1.0))
+      >>> check_signed_distance(twice)
+      Traceback (most recent call last):
+      ...
+      ValueError: domain: the SDF is not a distance: |grad phi| = 2 ...
     """
     key = jax.random.key(0) if key is None else key
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from ulam import checks
 from ulam.integrate import draw_flat, sobol_points
 
 __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
@@ -29,14 +30,13 @@ __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
 _MAX_SOBOL_DIM = 21201  # the direction numbers shipped with scipy
 
 
-def _check(num, dim, block_size, name):
-    for value, label in ((num, "num"), (dim, "dim")):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label}: expected a positive int, got {value!r}")
-    block_size = num if block_size is None else block_size
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1 or num % block_size:
-        raise ValueError(f"block_size: must be a positive divisor of num={num}, got {block_size!r} ({name})")
-    return int(num), int(dim), int(block_size)
+def _check(key, num, dim, block_size, name):
+    checks.prng_key(key)
+    num, dim = checks.count("num", num), checks.count("dim", dim)
+    block_size = num if block_size is None else checks.count("block_size", block_size)
+    if num % block_size:
+        raise ValueError(checks.message("block_size", f"a divisor of num={num}", f"{block_size} ({name} directions)"))
+    return num, dim, block_size
 
 
 def random_directions(key, num: int, dim: int, dtype=None):
@@ -48,7 +48,7 @@ def random_directions(key, num: int, dim: int, dtype=None):
       >>> random_directions(jax.random.key(0), 4, 3).shape
       (4, 3)
     """
-    num, dim, _ = _check(num, dim, None, "random")
+    num, dim, _ = _check(key, num, dim, None, "random")
     z = jax.random.normal(key, (num, dim), dtype=dtype or jnp.result_type(float))
     return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
 
@@ -72,9 +72,9 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
     """
     if block_size is None and isinstance(num, (int, np.integer)) and isinstance(dim, (int, np.integer)):
         block_size = _largest_divisor_at_most(num, dim)
-    num, dim, block_size = _check(num, dim, block_size, "orthogonal")
+    num, dim, block_size = _check(key, num, dim, block_size, "orthogonal")
     if block_size > dim:
-        raise ValueError(f"block_size: at most dim={dim} directions can be orthogonal, got {block_size}")
+        raise ValueError(checks.message("block_size", f"at most dim={dim} (orthogonal directions)", block_size))
     num_blocks = num // block_size
     g = draw_flat(jax.random.normal, key, (num_blocks, dim, block_size), dtype or jnp.result_type(float))
     q, r = jnp.linalg.qr(g)
@@ -97,9 +97,9 @@ def sobol_directions(key, num: int, dim: int, block_size: int | None = None, dty
       >>> sobol_directions(jax.random.key(0), 8, 3, block_size=4).shape
       (8, 3)
     """
-    num, dim, block_size = _check(num, dim, block_size, "sobol")
+    num, dim, block_size = _check(key, num, dim, block_size, "sobol")
     if dim > _MAX_SOBOL_DIM:
-        raise ValueError(f"dim: Sobol points are available up to dim={_MAX_SOBOL_DIM}, got {dim}")
+        raise ValueError(checks.message("dim", f"at most {_MAX_SOBOL_DIM} (Sobol direction numbers)", dim))
     dtype = dtype or jnp.result_type(float)
     keys = jax.random.split(key, num // block_size)
     u = jax.vmap(lambda k: sobol_points(k, block_size, dim, dtype))(keys)

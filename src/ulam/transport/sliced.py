@@ -13,7 +13,7 @@ import optax
 from ulam import checks
 from ulam.estimate import Estimate
 from ulam.checks import is_concrete
-from ulam.transport._checks import check_num_directions, check_pair, check_power, check_weights
+from ulam.transport.checks import cloud_pair, power, weights
 from ulam.transport.directions import orthogonal_directions, random_directions, sobol_directions
 from ulam.transport.wasserstein_1d import wasserstein_1d
 
@@ -140,12 +140,11 @@ def sliced_wasserstein(
       True
     """
     pth_power = _root_alias(root, pth_power)
-    x, y = check_pair(x, y)
-    check_power(p)
-    if control_variate not in _CONTROL_VARIATES:
-        raise ValueError(f"control_variate: expected one of {_CONTROL_VARIATES}, got {control_variate!r}")
-    if cv_centering not in ("sample", "exact"):
-        raise ValueError(f"cv_centering: expected 'sample' or 'exact', got {cv_centering!r}")
+    x, y = cloud_pair(x, y)
+    power(p)
+    checks.prng_key(key)
+    checks.one_of("control_variate", control_variate, _CONTROL_VARIATES)
+    checks.one_of("cv_centering", cv_centering, ("sample", "exact"))
     dim = x.shape[1]
     design, num_directions = _design(directions, num_directions, dim)
     num_blocks = _blocks(num_blocks, num_directions, dim, design)
@@ -153,8 +152,8 @@ def sliced_wasserstein(
         theta = _check_unit(jnp.asarray(directions).astype(x.dtype))
     else:
         theta = _draw(key, design, num_directions, dim, num_blocks, x.dtype)
-    a = check_weights(x_weights, x.shape[0], "x_weights", x.dtype)
-    b = check_weights(y_weights, y.shape[0], "y_weights", y.dtype)
+    a = weights(x_weights, x.shape[0], "x_weights", x.dtype)
+    b = weights(y_weights, y.shape[0], "y_weights", y.dtype)
     uniform = x_weights is None and y_weights is None
 
     proj_x, proj_y = theta @ x.T, theta @ y.T  # (L, n), (L, m)
@@ -230,13 +229,12 @@ def _check_unit(theta):
 
 def _design(directions, num_directions, dim):
     if isinstance(directions, str):
-        if directions not in _DESIGNS:
-            raise ValueError(f"directions: expected one of {_DESIGNS} or an array (L, d), got {directions!r}")
-        return directions, check_num_directions(num_directions)
+        checks.one_of("directions", directions, _DESIGNS)
+        return directions, checks.count("num_directions", num_directions, minimum=2)
     shape = jnp.shape(directions)
     if len(shape) != 2 or shape[1] != dim:
-        raise ValueError(f"directions: expected an array of shape (L, {dim}), got shape {shape}")
-    return "given", check_num_directions(shape[0])
+        raise ValueError(checks.message("directions", f"an array of shape (L, {dim})", f"shape {shape}"))
+    return "given", checks.count("num_directions", shape[0], minimum=2)
 
 
 def _default_blocks(num_directions: int, dim: int, design: str) -> int:
@@ -251,12 +249,14 @@ def _default_blocks(num_directions: int, dim: int, design: str) -> int:
 def _blocks(num_blocks, num_directions, dim, design):
     if num_blocks is None:
         return _default_blocks(num_directions, dim, design)
-    if not isinstance(num_blocks, int) or not 2 <= num_blocks <= num_directions or num_directions % num_blocks:
-        raise ValueError(
-            f"num_blocks: must be an int >= 2 that divides num_directions={num_directions}, got {num_blocks!r}"
-        )
+    checks.count("num_blocks", num_blocks, minimum=2)
+    if num_blocks > num_directions or num_directions % num_blocks:
+        raise ValueError(checks.message("num_blocks", f"a divisor of num_directions={num_directions}", num_blocks))
     if design == "orthogonal" and num_directions // num_blocks > dim:
-        raise ValueError(f"num_blocks: orthogonal blocks hold at most dim={dim} directions; use more blocks")
+        raise ValueError(checks.message(
+            "num_blocks", f"blocks of at most dim={dim} orthogonal directions",
+            f"{num_blocks} blocks of {num_directions // num_blocks}", "use more blocks",
+        ))
     return num_blocks
 
 
@@ -314,13 +314,14 @@ def max_sliced_wasserstein(
       3.5
     """
     pth_power = _root_alias(root, pth_power)
-    x, y = check_pair(x, y)
-    check_power(p)
-    for value, name in ((num_starts, "num_starts"), (num_steps, "num_steps")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    a = None if x_weights is None else check_weights(x_weights, x.shape[0], "x_weights", x.dtype)
-    b = None if y_weights is None else check_weights(y_weights, y.shape[0], "y_weights", y.dtype)
+    x, y = cloud_pair(x, y)
+    power(p)
+    checks.prng_key(key)
+    checks.count("num_starts", num_starts)
+    checks.count("num_steps", num_steps)
+    checks.positive("learning_rate", learning_rate)
+    a = None if x_weights is None else weights(x_weights, x.shape[0], "x_weights", x.dtype)
+    b = None if y_weights is None else weights(y_weights, y.shape[0], "y_weights", y.dtype)
     dim = x.shape[1]
     xs, ys = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)
     a_s = None if a is None else jax.lax.stop_gradient(a)
