@@ -58,12 +58,15 @@ def test_sobol_directions_are_deterministic_per_key(key):
 
 
 def test_direction_bad_input(key):
-    with pytest.raises(ValueError, match=r"block_size: expected a divisor of num=10, got 4 \(sobol directions\)"):
+    with pytest.raises(ValueError, match=r"block_size: expected a divisor of num_directions=10, got 4 \(sobol directions\)"):
         sobol_directions(key, 10, 3, block_size=4)
     with pytest.raises(ValueError, match=r"block_size: expected at most dim=3 \(orthogonal directions\), got 4"):
         orthogonal_directions(key, 8, 3, block_size=4)
-    with pytest.raises(ValueError, match="num: expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 1, got 0"):
         random_directions(key, 0, 3)
+    with pytest.warns(DeprecationWarning, match="num= is deprecated; use num_directions="):
+        old = sobol_directions(key, dim=3, num=8)
+    np.testing.assert_array_equal(old, sobol_directions(key, 8, 3))
     with pytest.raises(TypeError, match="dim: expected an integer, got float 3.0"):
         random_directions(key, 4, 3.0)
     with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key\(seed\)"):

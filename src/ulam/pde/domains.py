@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import checks
+
 __all__ = [
     "Ball",
     "Box",
@@ -444,14 +446,17 @@ def sample_interior(domain, key, n: int, oversample: int = 8):
       >>> x.shape, bool(jnp.all(jnp.linalg.norm(x, axis=1) < 1))
       ((10, 2), True)
     """
+    checks.prng_key(key)
+    n = checks.count("n", n)
+    oversample = checks.count("oversample", oversample)
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)
     x = jax.random.uniform(key, (oversample * n, domain.dim), minval=lo, maxval=hi)
     inside = np.asarray(jax.vmap(domain.sdf)(x) < 0)
     if inside.sum() < n:
-        raise ValueError(
-            f"domain: only {int(inside.sum())} of {oversample * n} box samples fell inside; "
-            "raise oversample or tighten the domain's bounds"
-        )
+        raise ValueError(checks.message(
+            "domain", f"at least n={n} of {oversample * n} box samples inside", int(inside.sum()),
+            "raise oversample or tighten the domain's bounds",
+        ))
     return x[np.flatnonzero(inside)[:n]]
 
 
@@ -481,13 +486,15 @@ def check_signed_distance(domain, key=None, num_samples: int = 256, tolerance: f
       ...
       ValueError: domain: the SDF is not a distance: |grad phi| = 2 ...
     """
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else checks.prng_key(key)
+    num_samples = checks.count("num_samples", num_samples)
+    checks.positive("tolerance", tolerance)
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)
     pad = 0.1 * (hi - lo)
     x = jax.random.uniform(key, (num_samples, domain.dim), minval=lo - pad, maxval=hi + pad)
     values, norms, on = (np.asarray(v) for v in _check_values(domain, x))
     if not np.all(np.isfinite(values)):
-        raise ValueError("domain: the signed distance function returned non-finite values on a sample")
+        raise ValueError(checks.message("domain", "a finite signed distance", "NaN or inf on a sample of its bounding box"))
     finite = np.isfinite(norms)
     bad = finite & (np.abs(norms - 1.0) > tolerance)
     if bad.any():

@@ -186,7 +186,7 @@ def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, p
             free_unit = ~st["active"][:half] & ~st["active"][half:]
         else:
             free_unit = ~st["active"]
-        rank = jnp.cumsum(free_unit) - 1
+        rank = jnp.cumsum(free_unit, dtype=jnp.int32) - 1
         unit = st["next"] + rank
         load_unit = free_unit & (unit < n_units)
         load = jnp.concatenate([load_unit, load_unit]) if antithetic else load_unit
@@ -204,7 +204,7 @@ def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, p
             lambda a, cur: jnp.where(load.reshape(-1, *([1] * (a.ndim - 1))), a[walk], cur), data, st["data"]
         )
         new["active"] = st["active"] | load
-        new["next"] = jnp.minimum(st["next"] + jnp.sum(free_unit), n_units)
+        new["next"] = jnp.minimum(st["next"] + jnp.sum(free_unit, dtype=jnp.int32), n_units)
         return new
 
     def body(carry):
@@ -369,11 +369,11 @@ def _moments(
             sample_mask = (j * walk_block + per * jnp.arange(walk_block // per)) < num_walks
             mask = jnp.broadcast_to(sample_mask, (point_block, walk_block // per))
             stats = _merge(stats, _chunk_moments(feats, mask))
-            steps_sum = steps_sum + jnp.sum(jnp.where(walk_mask, steps, 0), axis=1)
-            trunc_sum = trunc_sum + jnp.sum(jnp.where(walk_mask, trunc, False), axis=1)
+            steps_sum = steps_sum + jnp.sum(jnp.where(walk_mask, steps, 0), axis=1, dtype=jnp.int32)
+            trunc_sum = trunc_sum + jnp.sum(jnp.where(walk_mask, trunc, False), axis=1, dtype=jnp.int32)
             failed = jnp.where(walk_mask, failed, 0)
-            fail_g = fail_g + jnp.sum(failed % 2, axis=1)
-            fail_f = fail_f + jnp.sum(failed // 2, axis=1)
+            fail_g = fail_g + jnp.sum(failed % 2, axis=1, dtype=jnp.int32)
+            fail_f = fail_f + jnp.sum(failed // 2, axis=1, dtype=jnp.int32)
             return (stats, steps_sum, trunc_sum, fail_g, fail_f), None
 
         zero = (
@@ -398,52 +398,52 @@ def _moments(
 
 
 def _validate(problem, points, num_walks, epsilon, max_steps, variance_reduction, check_domain, key):
+    checks.prng_key(key)
     if not isinstance(problem, DirichletProblem):
-        raise TypeError(f"problem: expected a DirichletProblem, got {type(problem).__name__}")
+        raise TypeError(checks.message("problem", "a DirichletProblem(domain, boundary, source, absorption)",
+                                       type(problem).__name__))
     domain = problem.domain
     for name in ("sdf", "closest_point", "dim"):
         if not hasattr(domain, name):
-            raise TypeError(f"problem.domain: expected a domain with .{name} (see ulam.pde.domains), got {type(domain).__name__}")
+            raise TypeError(checks.message("problem.domain", f"a domain with .{name} (see ulam.pde.domains)",
+                                           type(domain).__name__))
     d = domain.dim
-    if not callable(problem.boundary):
-        raise TypeError(f"problem.boundary: expected a callable g(x) -> scalar, got {type(problem.boundary).__name__}")
-    if problem.source is not None and not callable(problem.source):
-        raise TypeError(f"problem.source: expected a callable f(x) -> scalar or None, got {type(problem.source).__name__}")
+    checks.function("problem.boundary", problem.boundary, "a callable g(x) -> scalar")
+    if problem.source is not None:
+        checks.function("problem.source", problem.source, "a callable f(x) -> scalar, or None")
     for name, fn in (("boundary", problem.boundary), ("source", problem.source)):
         if fn is None:
             continue
         try:
             out = jax.eval_shape(fn, jax.ShapeDtypeStruct((d,), jnp.float32))
         except Exception as err:  # report what the user's function did wrong on a (dim,) input
-            raise TypeError(f"problem.{name}: calling it on one point of shape ({d},) failed: {err}") from err
-        if getattr(out, "shape", None) != ():
-            raise ValueError(f"problem.{name}: must return a scalar for one point of shape ({d},), got shape {getattr(out, 'shape', out)}")
+            raise TypeError(checks.message(f"problem.{name}", f"a function of one point of shape ({d},)",
+                                           f"an error when called on one: {err}")) from err
+        # One scalar per point: the message names the function and the shape it returned.
+        checks.callback_output(f"problem.{name}", out, shape=(), what=f"a scalar for one point of shape ({d},)")
     absorption = problem.absorption
-    if not isinstance(absorption, jax.core.Tracer):
-        a = np.asarray(absorption, dtype=float)
-        if a.shape != () or not np.isfinite(a) or a < 0:
-            raise ValueError(f"problem.absorption: must be a finite scalar >= 0, got {absorption!r}")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
-        raise ValueError(f"epsilon: the shell width must be a finite number > 0, got {epsilon!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
-    if variance_reduction not in _METHODS:
-        raise ValueError(f"variance_reduction: expected one of {_METHODS}, got {variance_reduction!r}")
+    if checks.is_concrete(absorption):
+        if np.shape(absorption) != ():
+            raise ValueError(checks.message("problem.absorption", "a scalar", f"shape {np.shape(absorption)}"))
+        checks.positive("problem.absorption", absorption, allow_zero=True)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)):
+        raise TypeError(checks.message("epsilon", "a number (the shell width)", type(epsilon).__name__))
+    checks.positive("epsilon", epsilon, do="the shell width must be a finite number > 0")
+    checks.count("max_steps", max_steps)
+    checks.one_of("variance_reduction", variance_reduction, _METHODS)
     min_walks = 4 if variance_reduction == "antithetic" else 2
-    if isinstance(num_walks, bool) or not isinstance(num_walks, (int, np.integer)) or num_walks < min_walks:
-        raise ValueError(f"num_walks: need an integer >= {min_walks} for a standard error, got {num_walks!r}")
+    checks.count("num_walks", num_walks, minimum=min_walks)
     if variance_reduction == "antithetic" and num_walks % 2:
-        raise ValueError(f"num_walks: antithetic walks come in pairs, so num_walks must be even, got {num_walks}")
+        raise ValueError(checks.message("num_walks", "an even number (antithetic walks come in pairs)", num_walks))
     points = jnp.asarray(points)
     if points.ndim == 1:
         points = points[None]
     if points.ndim != 2 or points.shape[1] != d:
-        raise ValueError(f"points: expected shape (num_points, {d}) for a {d}-D domain, got {tuple(points.shape)}")
+        raise ValueError(checks.message("points", f"shape (num_points, {d}) for a {d}-D domain", f"shape {tuple(points.shape)}"))
     if not jnp.issubdtype(points.dtype, jnp.floating):
         points = points.astype(jnp.result_type(float))
     if not isinstance(points, jax.core.Tracer):
-        if not np.all(np.isfinite(np.asarray(points))):
-            raise ValueError("points: query points must be finite")
+        checks.finite("points", points)
         phi = np.asarray(jax.vmap(domain.sdf)(points))
         outside = np.flatnonzero(phi >= 0)
         if outside.size:
@@ -458,8 +458,7 @@ def _validate(problem, points, num_walks, epsilon, max_steps, variance_reduction
 
 
 def _blocks(num_points, num_walks, batch_size, antithetic, pool_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
-        raise ValueError(f"batch_size: must be an integer >= 2 (walks held in memory at once), got {batch_size!r}")
+    checks.count("batch_size", batch_size, minimum=2)
     walk_block = min(num_walks, batch_size)
     if antithetic:
         walk_block = max(2, walk_block - walk_block % 2)
@@ -468,8 +467,7 @@ def _blocks(num_points, num_walks, batch_size, antithetic, pool_size):
     if pool_size is None:
         # Enough slots to amortise the loop overhead, few enough that refills keep them busy.
         pool_size = min(chunk, 1024)
-    if isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 2:
-        raise ValueError(f"pool_size: must be an integer >= 2, got {pool_size!r}")
+    checks.count("pool_size", pool_size, minimum=2)
     pool_size = int(min(pool_size, chunk))
     if antithetic:
         pool_size = max(2, pool_size - pool_size % 2)
@@ -512,6 +510,8 @@ def walk_moments(
       >>> bool(jnp.all(jnp.abs(m.mean[:, 0] - jnp.array([0.2, -0.2])) < 0.05))
       True
     """
+    checks.prng_key(key)
+    num_walks = checks.count("num_walks", num_walks)
     points = jnp.asarray(points)
     point_block, walk_block, pool_size = _blocks(points.shape[0], num_walks, batch_size, antithetic, pool_size)
     absorption = problem.absorption
@@ -698,7 +698,8 @@ def solution_gradient(
     """
     points = _validate(problem, points, num_walks, epsilon, max_steps, "none", check_domain, key)
     if not isinstance(problem.absorption, jax.core.Tracer) and float(problem.absorption) != 0.0:
-        raise ValueError("problem.absorption: the gradient estimator is implemented for Laplace and Poisson (absorption = 0)")
+        raise ValueError(checks.message("problem.absorption", "0 (the gradient estimator is implemented for Laplace "
+                                        "and Poisson)", problem.absorption))
     d = problem.domain.dim
     m = walk_moments(
         problem, key, points, num_walks=int(num_walks), epsilon=epsilon, max_steps=int(max_steps), batch_size=batch_size
