@@ -7,7 +7,13 @@
    LCV-SW at the L its residual variance requires (targets: >= 10x faster isotropic, no slower anisotropic).
 3. The sort behind both: jnp.sort against ulam.sorting.sort (NumPy through a host callback) under jit.
 
-Run: .venv/bin/python benchmarks/transport.py [--repeats 15] [--out docs/benchmarks/transport.md]
+Equal resources (issue #15.12): by default the process may use every core, with one thread per
+library (POT's NumPy/BLAS at OMP/OPENBLAS/MKL_NUM_THREADS=1, XLA at one intra-op thread); each row
+prints the cores each library actually used (process CPU time / wall time over its calls), so an
+unequal share shows. ``--one-core`` pins the whole process, both libraries, to one core (ulam.sorting
+then keeps XLA's sort, its one-CPU rule).
+
+Run: .venv/bin/python benchmarks/transport.py [--repeats 15] [--one-core] [--out docs/benchmarks/transport.md]
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 # Not pinned to one core: on one CPU ulam.sorting's "auto" keeps XLA's sort (its host callback can
 # wait forever on XLA's only worker thread), so pinning would measure a path a multi-core user never
 # takes. POT and ulam's host sort are single-threaded NumPy and Eigen is single-threaded by the flag.
-os.environ.setdefault("ULAM_BENCH_ALL_CORES", "1")
+import sys  # noqa: E402
+
+if "--one-core" not in sys.argv:
+    os.environ.setdefault("ULAM_BENCH_ALL_CORES", "1")
 import _one_core  # noqa: E402  (before jax, see its docstring)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -30,7 +39,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -53,12 +61,23 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
-def _alternate(fns: dict, repeats: int) -> dict:
-    """Run each function once per round, rounds alternating, and keep every time (seconds)."""
+def _alternate(fns: dict, repeats: int, cpu: dict | None = None) -> dict:
+    """Run each function once per round, rounds alternating, and keep every time (seconds).
+
+    With ``cpu``, also record per function the cores it used: process CPU time / wall time summed
+    over its calls (1.0 = one core busy throughout).
+    """
     times = {name: [] for name in fns}
+    used = {name: [0.0, 0.0] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            times[name].append(_timed(fn)[0])
+            c0 = time.process_time()
+            wall = _timed(fn)[0]
+            used[name][0] += time.process_time() - c0
+            used[name][1] += wall
+            times[name].append(wall)
+    if cpu is not None:
+        cpu.update({name: c / max(w, 1e-12) for name, (c, w) in used.items()})
     return times
 
 
@@ -69,10 +88,11 @@ def _ms(ts):
 def per_call(repeats: int) -> tuple[list[str], dict]:
     lines = ["## 1. Time per call: SW₂ with L = 100, two 1,000-point clouds", ""]
     lines += ["min / median over %d alternating repeats, in ms (compile time excluded, reported apart)." % repeats, ""]
-    lines += ["| d | POT | ott-jax | ulam | ulam compile | ott compile | POT / ulam (min) | ott / ulam (min) | target |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| d | POT | ott-jax | ulam | ulam compile | ott compile | POT / ulam (min) | ott / ulam (min) | target "
+              "| cores used POT / ott / ulam |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     ratios = {}
-    ulam_fn = jax.jit(lambda x, y, k: sliced_wasserstein(x, y, k, 100, root=True).mean)
+    ulam_fn = jax.jit(lambda x, y, k: sliced_wasserstein(x, y, k, 100).mean)
     ott_fn = jax.jit(lambda x, y, k: ott_sliced.sliced_wasserstein(x, y, n_proj=100, rng=k)[0])
     for dim, target in ((3, 5.0), (784, 2.0)):
         rng = np.random.default_rng(dim)
@@ -88,14 +108,15 @@ def per_call(repeats: int) -> tuple[list[str], dict]:
             "ott": lambda: ott_fn(x, y, jax.random.key(next(counter))),
             "ulam": lambda: ulam_fn(x, y, jax.random.key(next(counter))),
         }
-        t = _alternate(fns, repeats)
+        cores = {}
+        t = _alternate(fns, repeats, cores)
         r_pot = min(t["POT"]) / min(t["ulam"])
         r_ott = min(t["ott"]) / min(t["ulam"])
         ratios[dim] = (r_pot, target)
         lines.append(
             f"| {dim} | {_ms(t['POT'])} | {_ms(t['ott'])} | {_ms(t['ulam'])} | {1e3 * compile_ulam:.0f} | "
             f"{1e3 * compile_ott:.0f} | **{r_pot:.1f}x** | {r_ott:.1f}x | ≥ {target:g}x "
-            f"{'met' if r_pot >= target else 'NOT met'} |"
+            f"{'met' if r_pot >= target else 'NOT met'} | {cores['POT']:.2f} / {cores['ott']:.2f} / {cores['ulam']:.2f} |"
         )
     return lines, ratios
 
@@ -139,10 +160,10 @@ def time_to_stderr(repeats: int) -> tuple[list[str], dict]:
         value = slices.mean()
         eps = 0.01 * value
         l_pot = max(2, math.ceil(slices.var(ddof=1) / eps**2))
-        pilot = sliced_wasserstein(x, y, jax.random.key(1), 2000, control_variate="lower")
+        pilot = sliced_wasserstein(x, y, jax.random.key(1), 2000, control_variate="lower", pth_power=True)
         resid_var = float(pilot.stderr) ** 2 * 2000
         l_cv = max(10, math.ceil(resid_var / eps**2))
-        fn = jax.jit(lambda x, y, k, L=l_cv: sliced_wasserstein(x, y, k, L, control_variate="lower"))
+        fn = jax.jit(lambda x, y, k, L=l_cv: sliced_wasserstein(x, y, k, L, control_variate="lower", pth_power=True))
         compile_s = _timed(lambda: fn(x, y, jax.random.key(2)))[0]
         pot_t, ulam_t, pot_se, ulam_se = [], [], [], []
         for r in range(repeats):
@@ -184,6 +205,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default="docs/benchmarks/transport.md")
+    parser.add_argument("--one-core", action="store_true", help="pin the process (both libraries) to one core")
     args = parser.parse_args()
     command = "XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1' " + \
         ".venv/bin/python benchmarks/transport.py " + " ".join(sys.argv[1:])

@@ -123,3 +123,59 @@ def test_property_host_sort_is_numpy_sort(values):
     out = np.asarray(sort(jnp.asarray(values), method="host"))
     np.testing.assert_array_equal(out, np.sort(values))
     np.testing.assert_array_equal(values[np.asarray(argsort(jnp.asarray(values), method="host"))], out)
+
+
+@pytest.mark.parametrize("n", [100, 2 * CPU_HOST_SORT_MIN_SIZE])
+def test_hessian_vector_product_at_every_size(n, key):
+    # Issue #16.11: the host sort's JVP rule called a host callback on a differentiated operand,
+    # so a second derivative raised "Pure callbacks do not support JVP" at n >= 1024.
+    x = jax.random.normal(key, (2, n))
+    v = jax.random.normal(jax.random.fold_in(key, 1), (2, n))
+    scale = jnp.arange(2.0 * n).reshape(2, n)
+
+    def loss(sorter):
+        return lambda z: jnp.sum(scale * sorter(z) ** 3)
+
+    ref = jax.jvp(jax.grad(loss(jnp.sort)), (x,), (v,))[1]
+    fwd_over_rev = jax.jit(lambda x, v: jax.jvp(jax.grad(loss(sort)), (x,), (v,))[1])(x, v)
+    rev_over_rev = jax.grad(lambda z: jnp.vdot(jax.grad(loss(sort))(z), v))(x)
+    np.testing.assert_allclose(fwd_over_rev, ref, rtol=1e-6)
+    np.testing.assert_allclose(rev_over_rev, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [100, 2 * CPU_HOST_SORT_MIN_SIZE])
+def test_jax_export_at_every_size(n, key):
+    # Issue #16.11: an exported function cannot hold a host callback; exporting lowers to XLA's sort.
+    x = jax.random.normal(key, (3, n))
+
+    def fn(z):
+        return sort(z), argsort(z), jax.grad(lambda w: jnp.sum(jnp.arange(n) * sort(w)))(z)
+
+    exported = jax.export.export(jax.jit(fn))(x)
+    assert "callback" not in exported.mlir_module()
+    values, order, grad = exported.call(x)
+    np.testing.assert_array_equal(values, jnp.sort(x))
+    np.testing.assert_array_equal(order, jnp.argsort(x, stable=True))
+    np.testing.assert_array_equal(grad, jax.grad(lambda w: jnp.sum(jnp.arange(n) * jnp.sort(w)))(x))
+    # Restored from bytes, as a user would ship it (serialization needs the optional flatbuffers).
+    try:
+        import flatbuffers  # noqa: F401
+    except ImportError:
+        return
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_array_equal(restored.call(x)[0], values)
+
+
+def test_host_path_still_used_under_jit_on_cpu(monkeypatch):
+    import ulam.sorting as S
+
+    monkeypatch.setattr(S, "_cpus_available", lambda: 2)
+    x = jnp.zeros(2 * CPU_HOST_SORT_MIN_SIZE)
+    assert "callback" in jax.jit(sort).lower(x).as_text()
+
+
+def test_vmap_over_the_sorted_axis_position(key):
+    # The batch axis may sit where the sort axis is counted from; the primitive moves it first.
+    x = jax.random.normal(key, (2 * CPU_HOST_SORT_MIN_SIZE, 3))
+    out = jax.vmap(lambda z: sort(z, method="host"), in_axes=1, out_axes=1)(x)
+    np.testing.assert_array_equal(out, jnp.sort(x, axis=0))

@@ -1,31 +1,36 @@
 r"""Sorting that is fast on CPU and differentiable: ``sort`` and ``argsort``.
 
 XLA's CPU sort is a generic comparison sort that runs one comparator call per
-comparison; NumPy's sort uses vectorised (SIMD) kernels. Measured on a 2-core
-x86 machine (one XLA thread, float32, jitted, best of 30):
+comparison; NumPy's sort uses vectorised (SIMD) kernels. Measured on this project's
+2-core x86 machine (jax 0.10.2, float32, jitted, 15 interleaved repeats, min / median):
 
-==============  ==========  ======================
-shape           ``jnp.sort``  NumPy via ``pure_callback``
-==============  ==========  ======================
-(256,)          0.11 ms     0.29 ms
-(1000,)         0.30 ms     0.30 ms
-(10, 300)       0.66 ms     0.32 ms
-(4096,)         1.2 ms      0.33 ms
-(100, 1000)     24 ms       1.1 ms
-==============  ==========  ======================
+==============  ====================  ==========================
+shape           ``jnp.sort``          NumPy via ``pure_callback``
+==============  ====================  ==========================
+(1024,)         0.30 / 0.33 ms        0.17 / 0.24 ms
+(4096,)         0.77 / 0.96 ms        0.16 / 0.24 ms
+(100, 1000)     17 / 21 ms            0.94 / 1.2 ms
+(100, 4096)     106 / 203 ms          3.0 / 7.3 ms
+(1000, 1000)    256 / 370 ms          4.7 / 9.9 ms
+==============  ====================  ==========================
 
-so on CPU :func:`sort` hands arrays of at least :data:`CPU_HOST_SORT_MIN_SIZE`
-elements to ``numpy.sort`` through :func:`jax.pure_callback` (the callback costs
-a fixed ~0.3 ms round trip, hence the cut-off), and keeps XLA's sort for small
-arrays and on GPU/TPU, where the data would otherwise travel to the host.
-``benchmarks/transport.py`` re-measures both paths on the machine it runs on.
+(``-lax.top_k(-x, n)``, the other pure-XLA sort, measured 14 ms at (100, 1000) and
+211 ms at (1000, 1000): no better.) A 20-80x gap is too large to give up, so on CPU
+:func:`sort` hands arrays of at least :data:`CPU_HOST_SORT_MIN_SIZE` elements to
+``numpy.sort`` through :func:`jax.pure_callback` (the callback costs a fixed ~0.2 ms
+round trip, hence the cut-off), and keeps XLA's sort for small arrays and on GPU/TPU,
+where the data would otherwise travel to the host. ``benchmarks/transport.py``
+re-measures both paths on the machine it runs on.
 
-The result is the same array either way (sorting is exact), so the choice never
-changes a number. Both paths are differentiable: the derivative of a sorted
-vector is the tangent gathered by the sorting permutation,
-:math:`\dot y = \dot x_{\pi}` with :math:`\pi = \operatorname{argsort}(x)`,
-and ``jax.vmap`` batches the host call (``vmap_method="expand_dims"``: one NumPy
-call for the whole batch).
+The host path is a pair of primitives whose rules keep every transformation working
+at every size: ``jit`` and ``vmap`` (one NumPy call for the whole batch), ``grad``
+and second derivatives (Hessian-vector products: the derivative's permutation is
+computed from a stop-gradient operand), and :func:`jax.export`, which lowers them to
+XLA's own sort (an exported module must not hold a host callback; it then runs
+anywhere, with the same result). The result is the same array either way (sorting is
+exact), so the choice never changes a number. Derivative: the tangent gathered by the
+sorting permutation, :math:`\dot y = \dot x_{\pi}` with
+:math:`\pi = \operatorname{argsort}(x)`.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -45,6 +50,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 __all__ = ["sort", "argsort", "sort_method", "CPU_HOST_SORT_MIN_SIZE"]
 
@@ -68,6 +75,12 @@ def sort_method(x, method: str = "auto") -> str:
     ``jnp.sort`` and a host sort dispatched together never returned. (An explicit
     ``method="host"`` on one CPU keeps that risk; block on other work first.)
     Under ``jax.vmap`` the size seen is that of one batch member.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.sorting import sort_method
+      >>> sort_method(jnp.zeros(10)), sort_method(jnp.zeros(10), "host")
+      ('xla', 'host')
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
@@ -101,30 +114,95 @@ def _index_dtype():
     return jnp.dtype(jnp.int64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.int32)
 
 
+# The host path is two primitives (sort and stable argsort along the last axis) rather
+# than bare ``jax.pure_callback`` calls, so that each transformation gets a rule of its own:
+#
+# * lowering: NumPy through ``pure_callback`` when compiling for the CPU alone, and XLA's
+#   own sort when exporting (``jax.export`` cannot serialize host callbacks) or lowering
+#   for any other platform -- so an exported function is portable and gives the same bits;
+# * batching: one NumPy call for the whole batch (the batch axis is moved to the front);
+# * JVP: the tangent gathered by the sorting permutation, whose argsort takes a
+#   stop-gradient operand, so the rule is itself differentiable (Hessian-vector products,
+#   ``jax.hessian``) at every size.
+_sort_p = Primitive("ulam_host_sort")
+_argsort_p = Primitive("ulam_host_argsort")
+
+
+def _exporting_or_not_cpu(ctx) -> bool:
+    module = ctx.module_context
+    params = getattr(module, "lowering_parameters", None)
+    # Unknown lowering context: take the portable path.
+    for_export = getattr(params, "for_export", True)
+    return bool(for_export) or tuple(getattr(module, "platforms", ())) != ("cpu",)
+
+
+def _sort_impl(x):
+    return jnp.asarray(_np_sort_last(np.asarray(x), x.dtype))
+
+
+def _argsort_impl(x, *, index_dtype):
+    return jnp.asarray(_np_argsort_last(np.asarray(x), index_dtype))
+
+
+def _sort_lowering(ctx, x):
+    if _exporting_or_not_cpu(ctx):
+        fn = functools.partial(jnp.sort, axis=-1)
+    else:
+        def fn(x):
+            out = jax.ShapeDtypeStruct(x.shape, x.dtype)
+            return jax.pure_callback(functools.partial(_np_sort_last, dtype=x.dtype), out, x)
+    return mlir.lower_fun(fn, multiple_results=False)(ctx, x)
+
+
+def _argsort_lowering(ctx, x, *, index_dtype):
+    if _exporting_or_not_cpu(ctx):
+        def fn(x):
+            return jnp.argsort(x, axis=-1, stable=True).astype(index_dtype)
+    else:
+        def fn(x):
+            out = jax.ShapeDtypeStruct(x.shape, index_dtype)
+            return jax.pure_callback(functools.partial(_np_argsort_last, dtype=index_dtype), out, x)
+    return mlir.lower_fun(fn, multiple_results=False)(ctx, x)
+
+
+def _batch_to_front(prim):
+    def rule(args, dims, **params):
+        (x,), (d,) = args, dims
+        # The primitive works on the last axis; any leading axes are batch axes to it.
+        return prim.bind(jnp.moveaxis(x, d, 0), **params), 0
+
+    return rule
+
+
+def _sort_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    # The sort is piecewise a fixed permutation, so its derivative is the same gather applied
+    # to the tangent; only differentiated calls pay for the argsort. The stop-gradient keeps
+    # the (non-differentiable) argsort out of higher-order derivatives.
+    perm = _argsort_p.bind(jax.lax.stop_gradient(x), index_dtype=_index_dtype())
+    t = ad.instantiate_zeros(t)
+    return jnp.take_along_axis(x, perm, axis=-1), jnp.take_along_axis(t, perm, axis=-1)
+
+
+_sort_p.def_impl(_sort_impl)
+_sort_p.def_abstract_eval(lambda x: jax.core.ShapedArray(x.shape, x.dtype))
+mlir.register_lowering(_sort_p, _sort_lowering)
+batching.primitive_batchers[_sort_p] = _batch_to_front(_sort_p)
+ad.primitive_jvps[_sort_p] = _sort_jvp
+
+_argsort_p.def_impl(_argsort_impl)
+_argsort_p.def_abstract_eval(lambda x, *, index_dtype: jax.core.ShapedArray(x.shape, index_dtype))
+mlir.register_lowering(_argsort_p, _argsort_lowering)
+batching.primitive_batchers[_argsort_p] = _batch_to_front(_argsort_p)
+
+
+def _host_sort_last(x):
+    return _sort_p.bind(x)
+
+
 def _host_argsort_last(x):
     # The index dtype is fixed at trace time (x64 may be toggled before the call runs).
-    dtype = _index_dtype()
-    out = jax.ShapeDtypeStruct(x.shape, dtype)
-    return jax.pure_callback(functools.partial(_np_argsort_last, dtype=dtype), out, x, vmap_method="expand_dims")
-
-
-def _host_sort_nodiff(x):
-    out = jax.ShapeDtypeStruct(x.shape, x.dtype)
-    return jax.pure_callback(functools.partial(_np_sort_last, dtype=x.dtype), out, x, vmap_method="expand_dims")
-
-
-@jax.custom_jvp
-def _host_sort_last(x):
-    return _host_sort_nodiff(x)
-
-
-@_host_sort_last.defjvp
-def _host_sort_last_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    # The sort is piecewise a fixed permutation, so its derivative is the same
-    # gather applied to the tangent; only differentiated calls pay for argsort.
-    perm = _host_argsort_last(x)
-    return jnp.take_along_axis(x, perm, axis=-1), jnp.take_along_axis(t, perm, axis=-1)
+    return _argsort_p.bind(x, index_dtype=_index_dtype())
 
 
 def _check(x, axis):
@@ -161,8 +239,7 @@ def sort(x, axis: int = -1, *, method: str = "auto"):
     if sort_method(x, method) == "xla":
         return jnp.sort(x, axis=axis)
     moved = jnp.moveaxis(x, axis, -1)
-    host = _host_sort_last if jnp.issubdtype(x.dtype, jnp.floating) else _host_sort_nodiff
-    return jnp.moveaxis(host(moved), -1, axis)
+    return jnp.moveaxis(_host_sort_last(moved), -1, axis)
 
 
 def argsort(x, axis: int = -1, *, method: str = "auto"):

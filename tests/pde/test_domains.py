@@ -20,6 +20,7 @@ from ulam.pde import (
     StarShaped,
     Union,
     check_signed_distance,
+    sample_interior,
 )
 
 L_SHAPE = np.array([[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]], dtype=np.float32) - 1.0
@@ -154,3 +155,19 @@ def test_user_signed_distance_projects_to_its_zero_set():
     check_signed_distance(dom, jax.random.key(1))
     cp = dom.closest_point(jnp.array([0.1, 0.2]))
     assert float(jnp.linalg.norm(cp)) == pytest.approx(0.7, abs=1e-5)
+
+
+def test_domain_helpers_bad_input():
+    disk = Ball(jnp.zeros(2), 1.0)
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 3; pass jax.random.key\(seed\)"):
+        sample_interior(disk, 3, 10)
+    with pytest.raises(ValueError, match="n: expected an integer >= 1, got 0"):
+        sample_interior(disk, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match=r"domain: expected at least n=10 of 10 box samples inside, got \d+; raise oversample"):
+        sample_interior(disk, jax.random.key(0), 10, oversample=1)
+    with pytest.raises(ValueError, match="num_samples: expected an integer >= 1, got 0"):
+        check_signed_distance(disk, num_samples=0)
+    with pytest.raises(ValueError, match="tolerance: expected a finite number > 0, got -0.1"):
+        check_signed_distance(disk, tolerance=-0.1)
+    with pytest.raises(ValueError, match="domain: expected a finite signed distance, got NaN or inf"):
+        check_signed_distance(SignedDistance(lambda x: jnp.log(x[0]) + 0 * x[1], 2, (-1.0, -1.0), (1.0, 1.0)))

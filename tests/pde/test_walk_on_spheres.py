@@ -267,14 +267,14 @@ def test_non_positive_epsilon_is_rejected(eps):
 
 
 def test_non_callable_boundary_is_rejected():
-    with pytest.raises(TypeError, match="boundary: expected a callable"):
+    with pytest.raises(TypeError, match=r"problem.boundary: expected a callable g\(x\) -> scalar, got float"):
         walk_on_spheres(DirichletProblem(DISK, boundary=1.0), jax.random.key(0), P2[:1])
-    with pytest.raises(TypeError, match="source: expected a callable"):
+    with pytest.raises(TypeError, match="problem.source: expected a callable f"):
         walk_on_spheres(DirichletProblem(DISK, boundary=harmonic, source="f"), jax.random.key(0), P2[:1])
 
 
 def test_non_scalar_boundary_is_rejected():
-    with pytest.raises(ValueError, match="must return a scalar"):
+    with pytest.raises(ValueError, match=r"problem.boundary: expected a scalar for one point of shape \(2,\) of shape \(\), got shape \(2,\)"):
         walk_on_spheres(DirichletProblem(DISK, boundary=lambda x: x), jax.random.key(0), P2[:1])
 
 
@@ -286,15 +286,92 @@ def test_sdf_that_is_not_a_distance_is_rejected():
 
 def test_other_bad_arguments():
     prob = DirichletProblem(DISK, boundary=harmonic)
-    with pytest.raises(ValueError, match="points: expected shape"):
+    with pytest.raises(ValueError, match=r"points: expected shape \(num_points, 2\) for a 2-D domain, got shape \(2, 3\)"):
         walk_on_spheres(prob, jax.random.key(0), jnp.zeros((2, 3)))
-    with pytest.raises(ValueError, match="num_walks"):
+    with pytest.raises(ValueError, match="num_walks: expected an integer >= 2, got 1"):
         walk_on_spheres(prob, jax.random.key(0), P2[:1], num_walks=1)
-    with pytest.raises(ValueError, match="variance_reduction"):
+    with pytest.raises(ValueError, match="variance_reduction: expected one of 'none', 'antithetic', 'control_variate', got 'qmc'"):
         walk_on_spheres(prob, jax.random.key(0), P2[:1], variance_reduction="qmc")
-    with pytest.raises(ValueError, match="absorption"):
+    with pytest.raises(ValueError, match="problem.absorption: expected a finite number >= 0, got -1"):
         walk_on_spheres(DirichletProblem(DISK, harmonic, absorption=-1.0), jax.random.key(0), P2[:1])
     with pytest.raises(ValueError, match="absorption"):
         solution_gradient(DirichletProblem(DISK, harmonic, absorption=1.0), jax.random.key(0), P2[:1])
-    with pytest.raises(TypeError, match="DirichletProblem"):
+    with pytest.raises(TypeError, match="problem: expected a DirichletProblem"):
         walk_on_spheres((DISK, harmonic), jax.random.key(0), P2[:1])
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key\(seed\)"):
+        walk_on_spheres(prob, 0, P2[:1])
+    with pytest.raises(TypeError, match="key: expected a jax.random key"):
+        solution_gradient(prob, None, P2[:1])
+    with pytest.raises(TypeError, match="max_steps: expected an integer, got float 100.0"):
+        walk_on_spheres(prob, jax.random.key(0), P2[:1], max_steps=100.0)
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 2, got 1"):
+        walk_on_spheres(prob, jax.random.key(0), P2[:1], batch_size=1)
+    with pytest.raises(ValueError, match=r"num_walks: expected an even number \(antithetic walks come in pairs\), got 5"):
+        walk_on_spheres(prob, jax.random.key(0), P2[:1], num_walks=5, variance_reduction="antithetic")
+    with pytest.raises(ValueError, match="points: expected finite values, got 1 NaN or infinite of 2"):
+        walk_on_spheres(prob, jax.random.key(0), jnp.array([[jnp.nan, 0.0]]))
+    with pytest.raises(ValueError, match="problem.absorption: expected a scalar, got shape"):
+        walk_on_spheres(DirichletProblem(DISK, harmonic, absorption=jnp.ones(2)), jax.random.key(0), P2[:1])
+
+
+# -- NaN/inf from user functions (issue #16.5) and the documented info shapes (issue #26.4) ---------------
+
+
+def _log_boundary(x):
+    return jnp.log(x[0])  # NaN on the left half of the circle
+
+
+def _pole_source(x):
+    return 1.0 / (x[0] > 0.5)  # inf wherever x[0] <= 0.5
+
+
+@pytest.mark.parametrize("which", ["boundary", "source"])
+def test_non_finite_user_function_raises_with_a_count(which):
+    prob = (DirichletProblem(DISK, boundary=_log_boundary) if which == "boundary"
+            else DirichletProblem(DISK, boundary=harmonic, source=_pole_source))
+    pattern = rf"problem\.{which}: expected finite values, got NaN or inf on \d+ of 128 walks \(from \d of 2 query points"
+    with pytest.raises(ValueError, match=pattern):
+        walk_on_spheres(prob, jax.random.key(0), P2[:2], num_walks=64)
+    with pytest.raises(ValueError, match=pattern):
+        solution_gradient(prob, jax.random.key(0), P2[:2], num_walks=64)
+
+
+def test_non_finite_user_function_inside_jit_is_counted_in_info():
+    prob = DirichletProblem(DISK, boundary=_log_boundary)
+    est = jax.jit(lambda p: walk_on_spheres(prob, jax.random.key(0), p, num_walks=64, check_domain=False))(P2[:2])
+    assert not np.any(np.isfinite(np.asarray(est.mean)))
+    failures = np.asarray(est.info["boundary_failures"])
+    assert failures.shape == (2,) and np.all(failures > 0) and np.all(failures <= 64)
+    np.testing.assert_array_equal(est.info["source_failures"], [0, 0])
+    # The same walks, counted directly: a walk fails exactly when it exits with x[0] <= 0.
+    finite = walk_on_spheres(DirichletProblem(DISK, boundary=lambda x: (x[0] <= 0).astype(x.dtype)),
+                             jax.random.key(0), P2[:2], num_walks=64)
+    np.testing.assert_allclose(failures, 64 * np.asarray(finite.mean), atol=1e-3)
+
+
+def test_info_entries_have_their_documented_shapes():
+    prob = DirichletProblem(DISK, boundary=harmonic)
+    pts = P2[:3]
+    est = walk_on_spheres(prob, jax.random.key(20), pts, num_walks=64, variance_reduction="control_variate")
+    shapes = {k: np.shape(v) for k, v in est.info.items()}
+    assert shapes == {
+        "mean_walk_length": (3,), "overall_mean_walk_length": (), "truncated_fraction": (3,),
+        "boundary_failures": (3,), "source_failures": (3,), "epsilon": (), "num_walks": (),
+        "variance_reduction": (3,), "control_coefficient": (3, 2),
+    }
+    assert float(est.info["overall_mean_walk_length"]) == pytest.approx(float(jnp.mean(est.info["mean_walk_length"])))
+    grad = solution_gradient(prob, jax.random.key(20), pts, num_walks=64)
+    assert {k: np.shape(v) for k, v in grad.info.items()} == {
+        "mean_walk_length": (3,), "overall_mean_walk_length": (), "truncated_fraction": (3,),
+        "boundary_failures": (3,), "source_failures": (3,),
+    }
+
+
+def test_float64_walks_run_and_agree(x64):
+    # Under x64 the walk's integer bookkeeping (cumsum/sum of masks) used to turn int64 and break
+    # the while-loop carry; the float64 estimate must hold to its SE like the float32 one.
+    disk64 = Ball(jnp.zeros(2, jnp.float64), 1.0)
+    pts = jnp.asarray(np.asarray(P2[:2]), jnp.float64)
+    est = walk_on_spheres(DirichletProblem(disk64, boundary=harmonic), jax.random.key(21), pts, num_walks=2048)
+    assert est.mean.dtype == jnp.float64
+    assert_within_stderr(est, jax.vmap(harmonic)(pts), z=Z, extra_bias=bias(2.0))

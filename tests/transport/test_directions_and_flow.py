@@ -58,12 +58,21 @@ def test_sobol_directions_are_deterministic_per_key(key):
 
 
 def test_direction_bad_input(key):
-    with pytest.raises(ValueError, match="block_size: must be a positive divisor of num=10"):
+    with pytest.raises(ValueError, match=r"block_size: expected a divisor of num_directions=10, got 4 \(sobol directions\)"):
         sobol_directions(key, 10, 3, block_size=4)
-    with pytest.raises(ValueError, match="block_size: at most dim=3 directions can be orthogonal"):
+    with pytest.raises(ValueError, match=r"block_size: expected at most dim=3 \(orthogonal directions\), got 4"):
         orthogonal_directions(key, 8, 3, block_size=4)
-    with pytest.raises(ValueError, match="num: expected a positive int"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 1, got 0"):
         random_directions(key, 0, 3)
+    with pytest.warns(DeprecationWarning, match="num= is deprecated; use num_directions="):
+        old = sobol_directions(key, dim=3, num=8)
+    np.testing.assert_array_equal(old, sobol_directions(key, 8, 3))
+    with pytest.raises(TypeError, match="dim: expected an integer, got float 3.0"):
+        random_directions(key, 4, 3.0)
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key\(seed\)"):
+        sobol_directions(0, 4, 3)
+    # Legacy uint32[2] keys are accepted.
+    assert random_directions(jax.random.PRNGKey(0), 4, 3).shape == (4, 3)
 
 
 def test_exact_wasserstein_matches_pot_emd(x64):
@@ -72,10 +81,17 @@ def test_exact_wasserstein_matches_pot_emd(x64):
     cost = ot.dist(x, y)  # squared Euclidean
     expected = np.sqrt(ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), cost))
     np.testing.assert_allclose(exact_wasserstein(x, y), expected, rtol=1e-9)
-    with pytest.raises(ValueError, match="equal size"):
+    # Issue #16.16: the distance by default, its p-th power (POT's emd2 value) on request.
+    np.testing.assert_allclose(exact_wasserstein(x, y, pth_power=True), expected**2, rtol=1e-9)
+    l1 = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(x, y, metric="euclidean") ** 3)
+    np.testing.assert_allclose(exact_wasserstein(x, y, p=3.0, pth_power=True), l1, rtol=1e-9)
+    np.testing.assert_allclose(exact_wasserstein(x, y, p=3.0), l1 ** (1 / 3), rtol=1e-9)
+    with pytest.raises(ValueError, match=r"x, y: expected clouds of equal size for the exact assignment, got 40 and 30"):
         exact_wasserstein(x, y[:30])
-    with pytest.raises(ValueError, match="different dimensions"):
+    with pytest.raises(ValueError, match=r"x, y: expected clouds in the same dimension, got different dimensions \(3 and 2\)"):
         exact_wasserstein(x, y[:, :2])
+    with pytest.raises(ValueError, match=r"p: expected a finite value in \[1, inf\), got 0.5"):
+        exact_wasserstein(x, y, p=0.5)
 
 
 def test_gradient_flow_moves_the_cloud_to_the_target(key):
@@ -88,7 +104,13 @@ def test_gradient_flow_moves_the_cloud_to_the_target(key):
     # Each step moves each point by about lr * N * grad SW ~ 0.01 * direction: W2 falls steadily.
     assert np.all(np.diff(trace.wasserstein) < 0)
     assert trace.wasserstein[-1] < 0.25 * trace.wasserstein[0]
-    with pytest.raises(ValueError, match="num_steps: expected a positive int"):
+    with pytest.raises(ValueError, match="num_steps: expected an integer >= 1, got 0"):
         gradient_flow(x, y, k3, 0)
-    with pytest.raises(ValueError, match="learning_rate: must be positive"):
+    with pytest.raises(ValueError, match="learning_rate: expected a finite number > 0, got -1"):
         gradient_flow(x, y, k3, 10, learning_rate=-1.0)
+    with pytest.raises(TypeError, match="record_every: expected an integer, got float"):
+        gradient_flow(x, y, k3, 10, record_every=5.0)
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 2, got 1"):
+        gradient_flow(x, y, k3, 10, num_directions=1)
+    with pytest.raises(TypeError, match="key: expected a jax.random key"):
+        gradient_flow(x, y, 3, 10)

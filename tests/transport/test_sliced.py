@@ -10,20 +10,21 @@ import pytest
 
 from ulam import Estimate
 from ulam.testing import assert_within_stderr
-from ulam.transport import max_sliced_wasserstein, sliced_wasserstein, wasserstein_1d
+from ulam.transport import max_sliced_wasserstein, random_directions, sliced_wasserstein, wasserstein_1d
 
 DIM, N = 5, 400
 
 
-@functools.partial(jax.jit, static_argnames=("num", "design", "cv", "root", "blocks"))
-def sw(x, y, key, num, design="mc", cv=None, root=False, blocks=None):
-    return sliced_wasserstein(x, y, key, num, directions=design, control_variate=cv, root=root, num_blocks=blocks)
+@functools.partial(jax.jit, static_argnames=("num", "design", "cv", "power", "blocks"))
+def sw(x, y, key, num, design="mc", cv=None, power=True, blocks=None):
+    """SW_p^p by default here (the unbiased quantity the closed forms give); power=False for SW_p."""
+    return sliced_wasserstein(x, y, key, num, directions=design, control_variate=cv, pth_power=power, num_blocks=blocks)
 
 
 @functools.partial(jax.jit, static_argnames=("num", "design", "cv"))
 def replicates(x, y, keys, num, design="mc", cv=None):
     """One Estimate per key (vmapped): shared by several tests to compile once per variant."""
-    return jax.vmap(lambda k: sliced_wasserstein(x, y, k, num, directions=design, control_variate=cv))(keys)
+    return jax.vmap(lambda k: sliced_wasserstein(x, y, k, num, directions=design, control_variate=cv, pth_power=True))(keys)
 
 
 def replicate_means(x, y, keys, num, design="mc", cv=None):
@@ -77,7 +78,7 @@ def test_lower_control_variate_is_exact_for_a_translation(key):
 def test_full_orthogonal_frames_are_exact_for_a_translation(key):
     # Over an orthonormal basis, sum_l (theta_l.c)^2 = ||c||^2 for every block.
     c = jnp.array([1.0, -2.0, 0.5, 0.0, 3.0])
-    est = sw(X, X + c, key, 2 * DIM, "orthogonal", None, False, 2)
+    est = sw(X, X + c, key, 2 * DIM, "orthogonal", None, True, 2)
     np.testing.assert_allclose(est.mean, jnp.sum(c**2) / DIM, rtol=1e-4)
     assert float(est.stderr) < 1e-3
 
@@ -93,12 +94,12 @@ def test_matches_pot_with_the_same_directions(p, key, x64):
         ours = sliced_wasserstein(
             jnp.asarray(xs), jnp.asarray(ys), key, directions=jnp.asarray(proj.T), p=p,
             x_weights=None if weights[0] is None else jnp.asarray(weights[0]),
-            y_weights=None if weights[1] is None else jnp.asarray(weights[1]), root=True,
+            y_weights=None if weights[1] is None else jnp.asarray(weights[1]),
         )
         theirs = ot.sliced_wasserstein_distance(xs, ys, weights[0], weights[1], projections=proj, p=p)
         np.testing.assert_allclose(float(ours.mean), theirs, rtol=1e-6)
     # Equal sizes: the sorted fast path.
-    ours = sliced_wasserstein(jnp.asarray(xs[:45]), jnp.asarray(ys), key, directions=jnp.asarray(proj.T), p=p, root=True)
+    ours = sliced_wasserstein(jnp.asarray(xs[:45]), jnp.asarray(ys), key, directions=jnp.asarray(proj.T), p=p)
     theirs = ot.sliced_wasserstein_distance(xs[:45], ys, projections=proj, p=p)
     np.testing.assert_allclose(float(ours.mean), theirs, rtol=1e-6)
 
@@ -146,7 +147,7 @@ def test_gradient_matches_finite_differences(cv, key, x64):
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
 
     def f(x):
-        return sliced_wasserstein(x, y, key, directions=theta, control_variate=cv, root=True).mean
+        return sliced_wasserstein(x, y, key, directions=theta, control_variate=cv).mean
 
     g = jax.grad(f)(x)
     eps = 1e-6
@@ -159,11 +160,11 @@ def test_weights_equal_duplicated_points_and_root(key):
     x, y = X[:50], Y[:80]
     w = jnp.full(100, 0.01)
     dup = sw(jnp.concatenate([x, x]), y, key, 20)
-    weighted = jax.jit(lambda x, y, w: sliced_wasserstein(x, y, key, 20, x_weights=w))(jnp.concatenate([x, x]), y, w)
+    weighted = jax.jit(lambda x, y, w: sliced_wasserstein(x, y, key, 20, x_weights=w, pth_power=True))(jnp.concatenate([x, x]), y, w)
     np.testing.assert_allclose(weighted.mean, dup.mean, rtol=1e-5)
     plain = sw(x, y, key, 20)
     np.testing.assert_allclose(plain.mean, sw(jnp.concatenate([x, x]), y, key, 20).mean, rtol=1e-5)
-    rooted = sw(x, y, key, 20, root=True)
+    rooted = sw(x, y, key, 20, power=False)
     np.testing.assert_allclose(rooted.mean, jnp.sqrt(plain.mean), rtol=1e-6)
     np.testing.assert_allclose(rooted.stderr, plain.stderr / (2 * jnp.sqrt(plain.mean)), rtol=1e-5)
     assert plain.n == 20 and plain.info["slice_costs"].shape == (20,)
@@ -175,7 +176,7 @@ def test_max_sliced_finds_the_direction_of_largest_spread(key):
     e = np.array([np.cos(angle), np.sin(angle)])
     x = jnp.asarray(rng.normal(size=(200, 2)) * [0.3, 0.3] + np.outer(rng.normal(size=200) * 3.0, e), jnp.float32)
     y = jnp.asarray(rng.normal(size=(200, 2)) * 0.3, jnp.float32)
-    est = max_sliced_wasserstein(x, y, key, num_starts=4, num_steps=150)
+    est = max_sliced_wasserstein(x, y, key, num_starts=4, num_steps=150, pth_power=True)
     grid = np.linspace(0, np.pi, 2000)
     thetas = jnp.asarray(np.stack([np.cos(grid), np.sin(grid)], 1), jnp.float32)
     best = float(jnp.max(wasserstein_1d(thetas @ x.T, thetas @ y.T)))
@@ -188,42 +189,52 @@ def test_max_sliced_finds_the_direction_of_largest_spread(key):
 
 def test_bad_input(key):
     x = jnp.ones((10, 3))
-    with pytest.raises(ValueError, match="different dimensions"):
+    with pytest.raises(ValueError, match=r"x, y: expected clouds in the same dimension, got different dimensions \(3 and 4\)"):
         sliced_wasserstein(x, jnp.ones((10, 4)), key)
-    with pytest.raises(ValueError, match="x: the point cloud is empty"):
+    with pytest.raises(ValueError, match=r"x: expected a non-empty point cloud .*, got shape \(0, 3\)"):
         sliced_wasserstein(jnp.ones((0, 3)), x, key)
-    with pytest.raises(ValueError, match="y: expected a point cloud of shape"):
+    with pytest.raises(ValueError, match=r"y: expected a point cloud of shape \(num_points, dim\), got shape \(10,\)"):
         sliced_wasserstein(x, jnp.ones(10), key)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="y: expected floating-point positions, got dtype int32; cast with"):
         sliced_wasserstein(x, jnp.ones((10, 3), jnp.int32), key)
-    with pytest.raises(ValueError, match="x_weights: weights must be non-negative"):
+    with pytest.raises(ValueError, match="x_weights: expected non-negative weights, got a smallest weight of -0.8"):
         sliced_wasserstein(x, x, key, x_weights=jnp.full(10, 0.2).at[0].set(-0.8))
-    with pytest.raises(ValueError, match="y_weights: weights must sum to 1"):
+    with pytest.raises(ValueError, match="y_weights: expected weights that sum to 1, got a sum of 2; divide them"):
         sliced_wasserstein(x, x, key, y_weights=jnp.full(10, 0.2))
-    with pytest.raises(ValueError, match="p: the Wasserstein order must be a finite number >= 1"):
+    with pytest.raises(ValueError, match=r"y_weights: expected one weight per point \(10\), got shape \(9,\)"):
+        sliced_wasserstein(x, x, key, y_weights=jnp.full(9, 1 / 9))
+    with pytest.raises(ValueError, match=r"p: expected a finite value in \[1, inf\), got 0.5; the Wasserstein order"):
         sliced_wasserstein(x, x, key, p=0.5)
-    with pytest.raises(ValueError, match="num_directions: need at least 2 directions for a standard error"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 2, got 1"):
         sliced_wasserstein(x, x, key, 1)
-    with pytest.raises(ValueError, match="num_directions: need at least 2"):
+    with pytest.raises(ValueError, match="num_directions: expected an integer >= 2, got 1"):
         sliced_wasserstein(x, x, key, directions=jnp.ones((1, 3)))
-    with pytest.raises(TypeError, match="num_directions: expected a Python int"):
+    with pytest.raises(TypeError, match="num_directions: expected an integer, got float 10.0"):
         sliced_wasserstein(x, x, key, 10.0)
-    with pytest.raises(ValueError, match="directions: expected one of"):
+    with pytest.raises(ValueError, match="directions: expected one of 'mc', 'rqmc', 'orthogonal', got 'halton'"):
         sliced_wasserstein(x, x, key, directions="halton")
-    with pytest.raises(ValueError, match=r"directions: expected an array of shape \(L, 3\)"):
+    with pytest.raises(ValueError, match=r"directions: expected an array of shape \(L, 3\), got shape \(5, 2\)"):
         sliced_wasserstein(x, x, key, directions=jnp.ones((5, 2)))
-    with pytest.raises(ValueError, match="control_variate: expected one of"):
+    with pytest.raises(ValueError, match="control_variate: expected one of None, 'lower', 'upper', got 'both'"):
         sliced_wasserstein(x, x, key, control_variate="both")
-    with pytest.raises(ValueError, match="num_blocks: must be an int >= 2 that divides"):
+    with pytest.raises(ValueError, match="num_blocks: expected a divisor of num_directions=10, got 3"):
         sliced_wasserstein(x, x, key, 10, directions="rqmc", num_blocks=3)
-    with pytest.raises(ValueError, match="num_blocks: orthogonal blocks hold at most dim=3"):
+    with pytest.raises(ValueError, match="num_blocks: expected blocks of at most dim=3 orthogonal directions"):
         sliced_wasserstein(x, x, key, 10, directions="orthogonal", num_blocks=2)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="x: expected finite values, got 1 NaN or infinite of 30"):
         sliced_wasserstein(x.at[0, 0].set(jnp.nan), x, key)
-    with pytest.raises(ValueError, match="cv_centering: expected"):
+    with pytest.raises(ValueError, match="cv_centering: expected one of 'sample', 'exact', got 'mean'"):
         sliced_wasserstein(x, x, key, control_variate="lower", cv_centering="mean")
-    with pytest.raises(ValueError, match="num_starts: expected a positive int"):
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key\(seed\)"):
+        sliced_wasserstein(x, x, 0)
+    with pytest.raises(ValueError, match="num_starts: expected an integer >= 1, got 0"):
         max_sliced_wasserstein(x, x, key, num_starts=0)
+    with pytest.raises(ValueError, match="learning_rate: expected a finite number > 0, got 0"):
+        max_sliced_wasserstein(x, x, key, learning_rate=0.0)
+    with pytest.raises(TypeError, match="key: expected a jax.random key"):
+        max_sliced_wasserstein(x, x, None)
+    # Legacy keys work.
+    assert bool(jnp.isfinite(sliced_wasserstein(x, x + 1.0, jax.random.PRNGKey(0), 4).mean))
 
 
 @pytest.mark.parametrize("cv", ["lower", "upper"])
@@ -243,5 +254,56 @@ def test_exact_centering_reproduces_the_official_estimator(cv, key, x64):
     alpha = np.mean((w - w.mean()) * (g - g_mean)) / (np.mean((g - g_mean) ** 2) + 1e-24)
     z = w.mean() - alpha * np.mean(g - g_mean)
     ours = sliced_wasserstein(jnp.asarray(xs), jnp.asarray(ys), key, directions=jnp.asarray(theta),
-                              control_variate=cv, cv_centering="exact")
+                              control_variate=cv, cv_centering="exact", pth_power=True)
     np.testing.assert_allclose(float(ours.mean), z, rtol=1e-10)
+
+
+@functools.partial(jax.jit, static_argnames=("num", "cv"))
+def distance_replicates(x, y, keys, num, cv=None):
+    """SW_p (the default) per key: the delta-method standard error's replicate check."""
+    return jax.vmap(lambda k: sliced_wasserstein(x, y, k, num, control_variate=cv))(keys)
+
+
+@pytest.mark.parametrize("cv", [None, "lower"])
+def test_root_stderr_by_delta_method_matches_replicate_spread(cv, key):
+    # Issue #16.16: SW_p's standard error is se(SW_p^p) / (p SW_p^(p-1)); over 200 independent
+    # replicates its square must match the variance of the SW_p values (the relative sd of a
+    # variance from 200 draws is sqrt(2/199) = 0.10, so 0.6-1.6 is about 4 of its SEs).
+    reps = distance_replicates(X, Y, jax.random.split(key, 200), 20, cv)
+    ratio = float(jnp.mean(reps.stderr**2) / jnp.var(reps.mean, ddof=1))
+    assert 0.6 < ratio < 1.6, ratio
+    # And the average SW_p is within its SE of sqrt(SW_2^2) (the root's bias is O(1/L), far smaller here).
+    assert_within_stderr(Estimate.from_samples(reps.mean), float(np.sqrt(TRUTH)), msg=f"{cv}: ")
+    np.testing.assert_allclose(reps.info["pth_power_mean"], reps.mean**2, rtol=1e-5)
+    np.testing.assert_allclose(reps.stderr, reps.info["pth_power_stderr"] / (2 * reps.mean), rtol=1e-5)
+
+
+def test_default_is_the_distance_and_root_is_a_deprecated_alias(key):
+    x, y = X[:50], Y[:60]
+    distance = sliced_wasserstein(x, y, key, 10, p=1.5)
+    power = sliced_wasserstein(x, y, key, 10, p=1.5, pth_power=True)
+    np.testing.assert_allclose(distance.mean, power.mean ** (1 / 1.5), rtol=1e-5)
+    with pytest.warns(DeprecationWarning, match="root: deprecated"):
+        old = sliced_wasserstein(x, y, key, 10, p=1.5, root=True)
+    np.testing.assert_array_equal(old.mean, distance.mean)
+    with pytest.warns(DeprecationWarning, match="pth_power=True instead of root=False"):
+        old = sliced_wasserstein(x, y, key, 10, p=1.5, root=False)
+    np.testing.assert_array_equal(old.mean, power.mean)
+    top = max_sliced_wasserstein(x, y, key, num_starts=2, num_steps=5)
+    top_power = max_sliced_wasserstein(x, y, key, num_starts=2, num_steps=5, pth_power=True)
+    np.testing.assert_allclose(top.mean, jnp.sqrt(top_power.mean), rtol=1e-5)
+
+
+def test_directions_that_are_not_unit_vectors_are_refused(key):
+    # Issue #16.4: a direction of norm 2 multiplied its slice cost by 2^p without a word.
+    x = jax.random.normal(key, (10, 3))
+    theta = random_directions(key, 8, 3)
+    ok = sliced_wasserstein(x, x + 1.0, key, directions=theta)
+    assert bool(jnp.isfinite(ok.mean))
+    with pytest.raises(ValueError, match=r"directions: expected unit vectors \(rows of norm 1\), got row norms in "
+                                         r"\[1, 2\]; divide each row by its norm"):
+        sliced_wasserstein(x, x + 1.0, key, directions=theta.at[0].multiply(2.0))
+    with pytest.raises(ValueError, match="directions: expected unit vectors"):
+        sliced_wasserstein(x, x + 1.0, key, directions=jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="directions: expected unit vectors"):
+        sliced_wasserstein(x, x + 1.0, key, directions=theta.at[1, 0].set(jnp.nan))

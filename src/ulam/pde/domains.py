@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import checks
+
 __all__ = [
     "Ball",
     "Box",
@@ -102,7 +104,15 @@ class _Domain:
 
 @_pytree(data=("center", "radius"))
 class Ball(_Domain):
-    r"""The ball :math:`\{x: |x - c| < r\}` in any dimension (a disk in 2-D): :math:`\phi = |x-c| - r`."""
+    r"""The ball :math:`\{x: |x - c| < r\}` in any dimension (a disk in 2-D): :math:`\phi = |x-c| - r`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball
+      >>> disk = Ball(jnp.zeros(2), 1.0)
+      >>> float(disk.sdf(jnp.array([0.5, 0.0]))), disk.closest_point(jnp.array([0.5, 0.0])).tolist()
+      (-0.5, [1.0, 0.0])
+    """
 
     center: jax.Array
     radius: jax.Array
@@ -130,7 +140,15 @@ class Ball(_Domain):
 
 @_pytree(data=("center", "half_widths"))
 class Box(_Domain):
-    r"""The axis-aligned box :math:`\{x: |x_i - c_i| < h_i\}`: :math:`\phi = |\max(q,0)| + \min(\max_i q_i, 0)`, :math:`q = |x-c| - h`."""
+    r"""The axis-aligned box :math:`\{x: |x_i - c_i| < h_i\}`: :math:`\phi = |\max(q,0)| + \min(\max_i q_i, 0)`, :math:`q = |x-c| - h`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Box
+      >>> square = Box(jnp.zeros(2), jnp.ones(2))  # [-1, 1]^2
+      >>> float(square.sdf(jnp.array([0.5, 0.0]))), square.closest_point(jnp.array([0.5, 0.0])).tolist()
+      (-0.5, [1.0, 0.0])
+    """
 
     center: jax.Array
     half_widths: jax.Array
@@ -184,6 +202,13 @@ class Polygon(_Domain):
 
     :math:`|\phi(x)| = \min_j \mathrm{dist}(x, [v_j, v_{j+1}])`, negative where the
     even-odd ray test says inside.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Polygon
+      >>> unit_square = Polygon(jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+      >>> float(unit_square.sdf(jnp.array([0.5, 0.25])))
+      -0.25
     """
 
     vertices: jax.Array
@@ -212,6 +237,13 @@ class StarShaped(_Domain):
     :math:`r = 1 + c_1\cos 4\theta + c_2\cos 8\theta`, i.e. ``cos_coefficients`` with
     entries 4 and 8 set. The SDF is that of the curve sampled at ``num_segments``
     angles (exact for that polygon). ``r`` must stay positive.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import StarShaped
+      >>> star = StarShaped(jnp.zeros(2), jnp.array([0.0, 0.0, 0.0, 0.2]), jnp.zeros(4))  # r = 1 + 0.2 cos 4t
+      >>> round(float(star.radius(jnp.array(0.0))), 6), bool(star.contains(jnp.array([1.1, 0.0])))
+      (1.2, True)
     """
 
     center: jax.Array
@@ -256,6 +288,13 @@ class SignedDistance(_Domain):
     The closest point is the Newton projection :math:`x - \phi(x)\nabla\phi(x)`
     (exact for a true SDF away from its medial axis). Use
     :func:`check_signed_distance` to test that ``function`` is a distance.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import SignedDistance
+      >>> disk = SignedDistance(lambda x: jnp.linalg.norm(x) - 1.0, 2, (-1.0, -1.0), (1.0, 1.0))
+      >>> [round(v, 6) for v in disk.closest_point(jnp.array([0.5, 0.0])).tolist()]
+      [1.0, 0.0]
     """
 
     function: Callable
@@ -294,7 +333,17 @@ def _pair_bounds(a, b, how):
 
 @_pytree(data=("first", "second"))
 class Union(_Domain):
-    r""":math:`\Omega_1\cup\Omega_2`: :math:`\phi = \min(\phi_1, \phi_2)` (exact outside, a lower bound of the depth inside)."""
+    r""":math:`\Omega_1\cup\Omega_2`: :math:`\phi = \min(\phi_1, \phi_2)` (exact outside, a lower bound of the depth inside).
+
+    Also written ``first | second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Union
+      >>> two = Union(Ball(jnp.array([-1.0, 0.0]), 1.0), Ball(jnp.array([1.0, 0.0]), 1.0))
+      >>> float(two.sdf(jnp.array([3.0, 0.0])))  # 1 away from the right disk
+      1.0
+    """
 
     first: object
     second: object
@@ -318,7 +367,17 @@ class Union(_Domain):
 
 @_pytree(data=("first", "second"))
 class Intersection(_Domain):
-    r""":math:`\Omega_1\cap\Omega_2`: :math:`\phi = \max(\phi_1, \phi_2)` (exact inside, a lower bound outside)."""
+    r""":math:`\Omega_1\cap\Omega_2`: :math:`\phi = \max(\phi_1, \phi_2)` (exact inside, a lower bound outside).
+
+    Also written ``first & second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Box, Intersection
+      >>> lens = Intersection(Ball(jnp.zeros(2), 1.0), Box(jnp.zeros(2), jnp.array([1.0, 0.5])))
+      >>> float(lens.sdf(jnp.array([0.0, 0.25])))  # the box's face y = 0.5 is nearest
+      -0.25
+    """
 
     first: object
     second: object
@@ -342,7 +401,17 @@ class Intersection(_Domain):
 
 @_pytree(data=("first", "second"))
 class Difference(_Domain):
-    r""":math:`\Omega_1\setminus\Omega_2`: :math:`\phi = \max(\phi_1, -\phi_2)` (exact inside, a lower bound outside)."""
+    r""":math:`\Omega_1\setminus\Omega_2`: :math:`\phi = \max(\phi_1, -\phi_2)` (exact inside, a lower bound outside).
+
+    Also written ``first - second``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, Difference
+      >>> annulus = Difference(Ball(jnp.zeros(2), 1.0), Ball(jnp.zeros(2), 0.5))
+      >>> float(annulus.sdf(jnp.array([0.75, 0.0]))), bool(annulus.contains(jnp.zeros(2)))
+      (-0.25, False)
+    """
 
     first: object
     second: object
@@ -369,15 +438,25 @@ def sample_interior(domain, key, n: int, oversample: int = 8):
 
     Draws ``oversample * n`` box points at once (shapes stay static); raises if
     fewer than ``n`` land inside.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde import Ball, sample_interior
+      >>> x = sample_interior(Ball(jnp.zeros(2), 1.0), jax.random.key(0), 10)
+      >>> x.shape, bool(jnp.all(jnp.linalg.norm(x, axis=1) < 1))
+      ((10, 2), True)
     """
+    checks.prng_key(key)
+    n = checks.count("n", n)
+    oversample = checks.count("oversample", oversample)
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)
     x = jax.random.uniform(key, (oversample * n, domain.dim), minval=lo, maxval=hi)
     inside = np.asarray(jax.vmap(domain.sdf)(x) < 0)
     if inside.sum() < n:
-        raise ValueError(
-            f"domain: only {int(inside.sum())} of {oversample * n} box samples fell inside; "
-            "raise oversample or tighten the domain's bounds"
-        )
+        raise ValueError(checks.message(
+            "domain", f"at least n={n} of {oversample * n} box samples inside", int(inside.sum()),
+            "raise oversample or tighten the domain's bounds",
+        ))
     return x[np.flatnonzero(inside)[:n]]
 
 
@@ -396,14 +475,26 @@ def check_signed_distance(domain, key=None, num_samples: int = 256, tolerance: f
     the sample points inside the domain its closest points lie on the zero level set. A function with :math:`|\nabla\phi| > 1`
     would let walk-on-spheres step out of the domain (a biased answer); one with
     :math:`|\nabla\phi| < 1` only slows walks down but is still not a distance.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, SignedDistance, check_signed_distance
+      >>> check_signed_distance(Ball(jnp.zeros(2), 1.0))  # a distance: returns None
+      >>> twice = SignedDistance(lambda x: 2 * (jnp.linalg.norm(x) - 1.0), 2, (-1.0, -1.0), (1.0, 1.0))
+      >>> check_signed_distance(twice)
+      Traceback (most recent call last):
+      ...
+      ValueError: domain: the SDF is not a distance: |grad phi| = 2 ...
     """
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else checks.prng_key(key)
+    num_samples = checks.count("num_samples", num_samples)
+    checks.positive("tolerance", tolerance)
     lo, hi = (np.asarray(b, np.float32) for b in domain.bounds)
     pad = 0.1 * (hi - lo)
     x = jax.random.uniform(key, (num_samples, domain.dim), minval=lo - pad, maxval=hi + pad)
     values, norms, on = (np.asarray(v) for v in _check_values(domain, x))
     if not np.all(np.isfinite(values)):
-        raise ValueError("domain: the signed distance function returned non-finite values on a sample")
+        raise ValueError(checks.message("domain", "a finite signed distance", "NaN or inf on a sample of its bounding box"))
     finite = np.isfinite(norms)
     bad = finite & (np.abs(norms - 1.0) > tolerance)
     if bad.any():

@@ -59,7 +59,14 @@ __all__ = [
 
 
 def sphere_area(dim: int) -> float:
-    """Area of the unit sphere :math:`S^{d-1}`: 2π in 2-D, 4π in 3-D."""
+    """Area of the unit sphere :math:`S^{d-1}`: 2π in 2-D, 4π in 3-D.
+
+    Example:
+      >>> import math
+      >>> from ulam.pde.green import sphere_area
+      >>> sphere_area(3) == 4 * math.pi
+      True
+    """
     return 2 * math.pi ** (dim / 2) / math.gamma(dim / 2)
 
 
@@ -69,7 +76,13 @@ def _check_dim(dim: int) -> None:
 
 
 def ball_green(r, radius, dim: int):
-    r"""Laplace Green's function of the ball of radius ``radius``, pole at the centre, at distance ``r``."""
+    r"""Laplace Green's function of the ball of radius ``radius``, pole at the centre, at distance ``r``.
+
+    Example:
+      >>> from ulam.pde.green import ball_green
+      >>> round(float(ball_green(0.5, 1.0, 3)), 6)  # (1/r - 1/R) / (4 pi)
+      0.079577
+    """
     _check_dim(dim)
     if dim == 2:
         return jnp.log(radius / r) / (2 * math.pi)
@@ -77,13 +90,27 @@ def ball_green(r, radius, dim: int):
 
 
 def ball_green_mass(radius, dim: int):
-    r""":math:`\int_{B(0,R)} G_R(|y|)\,dy = R^2 / (2d)` (the expected exit time of Brownian motion / d)."""
+    r""":math:`\int_{B(0,R)} G_R(|y|)\,dy = R^2 / (2d)` (the expected exit time of Brownian motion / d).
+
+    Example:
+      >>> from ulam.pde.green import ball_green_mass
+      >>> ball_green_mass(1.0, 2)
+      0.25
+    """
     _check_dim(dim)
     return radius**2 / (2 * dim)
 
 
 def sample_green_radius(key, shape, dim: int):
-    r"""Draw :math:`s = r/R` with density :math:`\propto s^{d-1}G_1(s)`: :math:`-4s\log s` (2-D) or :math:`6s(1-s)` (3-D)."""
+    r"""Draw :math:`s = r/R` with density :math:`\propto s^{d-1}G_1(s)`: :math:`-4s\log s` (2-D) or :math:`6s(1-s)` (3-D).
+
+    Example:
+      >>> import jax
+      >>> from ulam.pde.green import sample_green_radius
+      >>> s = sample_green_radius(jax.random.key(0), (100_000,), dim=3)
+      >>> abs(float(s.mean()) - 0.5) < 0.01  # Beta(2, 2) has mean 1/2
+      True
+    """
     _check_dim(dim)
     if dim == 2:
         u = jax.random.uniform(key, (2, *shape), minval=1e-12, maxval=1.0)
@@ -94,20 +121,42 @@ def sample_green_radius(key, shape, dim: int):
 
 
 def green_gradient_mass(radius, dim: int):
-    r""":math:`\int_{B(0,R)} |\nabla_x G(0, y)|\,dy = R\,d/(d+1)`."""
+    r""":math:`\int_{B(0,R)} |\nabla_x G(0, y)|\,dy = R\,d/(d+1)`.
+
+    Example:
+      >>> from ulam.pde.green import green_gradient_mass
+      >>> green_gradient_mass(3.0, 2)
+      2.0
+    """
     _check_dim(dim)
     return radius * dim / (dim + 1)
 
 
 def sample_green_gradient_radius(key, shape, dim: int):
-    r"""Draw :math:`s = r/R` with density :math:`\propto 1 - s^d` (the radial law of :math:`|\nabla_xG|`)."""
+    r"""Draw :math:`s = r/R` with density :math:`\propto 1 - s^d` (the radial law of :math:`|\nabla_xG|`).
+
+    Example:
+      >>> import jax
+      >>> from ulam.pde.green import sample_green_gradient_radius
+      >>> s = sample_green_gradient_radius(jax.random.key(0), (100_000,), dim=2)
+      >>> abs(float(s.mean()) - 3 / 8) < 0.01  # E[s] = (1/2 - 1/4) / (1 - 1/3)
+      True
+    """
     _check_dim(dim)
     u = jax.random.uniform(key, (2, *shape), minval=1e-12, maxval=1.0)
     return u[1] * u[0] ** (1.0 / (dim + 1))
 
 
 def uniform_direction(key, shape, dim: int):
-    """Uniform unit vectors on :math:`S^{d-1}`, shape ``(*shape, dim)`` (one angle in 2-D, Archimedes' z in 3-D)."""
+    """Uniform unit vectors on :math:`S^{d-1}`, shape ``(*shape, dim)`` (one angle in 2-D, Archimedes' z in 3-D).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde.green import uniform_direction
+      >>> u = uniform_direction(jax.random.key(0), (5,), 3)
+      >>> u.shape, bool(jnp.allclose(jnp.linalg.norm(u, axis=-1), 1.0, atol=1e-6))
+      ((5, 3), True)
+    """
     _check_dim(dim)
     if dim == 2:
         theta = jax.random.uniform(key, shape, maxval=2 * math.pi)
@@ -120,7 +169,13 @@ def uniform_direction(key, shape, dim: int):
 
 
 def bessel_k0(x):
-    r"""Modified Bessel function :math:`K_0(x)`, :math:`x > 0` (Abramowitz & Stegun 9.8.5–9.8.6, error < 2e-7 relative)."""
+    r"""Modified Bessel function :math:`K_0(x)`, :math:`x > 0` (Abramowitz & Stegun 9.8.5–9.8.6, error < 2e-7 relative).
+
+    Example:
+      >>> from ulam.pde.green import bessel_k0
+      >>> round(float(bessel_k0(1.0)), 5)  # K_0(1) = 0.42102...
+      0.42102
+    """
     x = jnp.asarray(x)
     small = x <= 2.0
     xs = jnp.where(small, x, 1.0)
@@ -140,7 +195,14 @@ def bessel_k0(x):
 
 
 def screened_survival(radius, absorption, dim: int):
-    r"""Mean-value factor of :math:`\Delta u - \sigma u = 0` over a sphere: :math:`1/I_0(kR)` (2-D), :math:`kR/\sinh kR` (3-D)."""
+    r"""Mean-value factor of :math:`\Delta u - \sigma u = 0` over a sphere: :math:`1/I_0(kR)` (2-D), :math:`kR/\sinh kR` (3-D).
+
+    Example:
+      >>> import math
+      >>> from ulam.pde.green import screened_survival
+      >>> round(float(screened_survival(1.0, 1.0, 3)), 6) == round(1 / math.sinh(1.0), 6)
+      True
+    """
     _check_dim(dim)
     z = jnp.sqrt(absorption) * radius
     if dim == 2:
@@ -155,6 +217,11 @@ def screened_green_ratio(r, radius, absorption, dim: int):
 
     Used to importance-sample the screened source term with the Laplace Green's
     density. At :math:`r\to R` it tends to :func:`screened_survival`.
+
+    Example:
+      >>> from ulam.pde.green import screened_green_ratio
+      >>> 0.0 < float(screened_green_ratio(0.5, 1.0, 4.0, 2)) < 1.0
+      True
     """
     _check_dim(dim)
     k = jnp.sqrt(absorption)

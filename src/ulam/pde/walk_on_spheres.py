@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import checks
+from ulam.checks import is_concrete
 from ulam.estimate import Estimate
 from ulam.pde import green
 from ulam.pde.domains import check_signed_distance
@@ -68,6 +70,13 @@ class DirichletProblem(NamedTuple):
       boundary: :math:`g`, a function of one point ``x`` of shape ``(dim,)`` returning a scalar.
       source: :math:`f` (same signature), or ``None`` for Laplace.
       absorption: :math:`\sigma \ge 0` (screened Poisson); 0 for Laplace and Poisson.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.pde import Ball, DirichletProblem
+      >>> prob = DirichletProblem(Ball(jnp.zeros(3), 1.0), boundary=lambda x: x[0], source=lambda x: 1.0 + 0 * x[0])
+      >>> prob.domain.dim, prob.absorption
+      (3, 0.0)
     """
 
     domain: Any
@@ -77,13 +86,32 @@ class DirichletProblem(NamedTuple):
 
 
 class WalkMoments(NamedTuple):
-    """Per-point moments of the per-walk features (see :func:`walk_moments`)."""
+    """Per-point moments of the per-walk features (see :func:`walk_moments`).
+
+    Fields (``P`` query points, ``k = 1 + 3 dim`` features): ``count`` ``(P,)`` samples
+    (walks, or antithetic pairs); ``mean`` ``(P, k)``; ``cov`` ``(P, k, k)``;
+    ``mean_steps`` ``(P,)`` mean walk length; ``truncated_fraction`` ``(P,)`` share of
+    walks stopped by ``max_steps``; ``boundary_failures`` / ``source_failures`` ``(P,)``
+    integer counts of walks on which the boundary function (at the exit point) or the
+    source function returned NaN or infinity -- such walks make ``mean`` and ``cov``
+    non-finite, and :func:`walk_on_spheres` raises on them.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde import Ball, DirichletProblem, walk_moments
+      >>> prob = DirichletProblem(Ball(jnp.zeros(2), 1.0), boundary=lambda x: x[0])
+      >>> m = walk_moments(prob, jax.random.key(0), jnp.array([[0.1, 0.2]]), num_walks=64)
+      >>> m.mean.shape, m.cov.shape, int(m.boundary_failures[0])
+      ((1, 7), (1, 7, 7), 0)
+    """
 
     count: jax.Array  # (P,) samples (walks, or antithetic pairs)
     mean: jax.Array  # (P, k)
     cov: jax.Array  # (P, k, k) sample covariance
     mean_steps: jax.Array  # (P,)
     truncated_fraction: jax.Array  # (P,)
+    boundary_failures: jax.Array | None = None  # (P,) walks whose g at the exit point was NaN/inf
+    source_failures: jax.Array | None = None  # (P,) walks whose source terms were NaN/inf
 
 
 def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, pool_size):
@@ -158,7 +186,7 @@ def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, p
             free_unit = ~st["active"][:half] & ~st["active"][half:]
         else:
             free_unit = ~st["active"]
-        rank = jnp.cumsum(free_unit) - 1
+        rank = jnp.cumsum(free_unit, dtype=jnp.int32) - 1
         unit = st["next"] + rank
         load_unit = free_unit & (unit < n_units)
         load = jnp.concatenate([load_unit, load_unit]) if antithetic else load_unit
@@ -176,7 +204,7 @@ def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, p
             lambda a, cur: jnp.where(load.reshape(-1, *([1] * (a.ndim - 1))), a[walk], cur), data, st["data"]
         )
         new["active"] = st["active"] | load
-        new["next"] = jnp.minimum(st["next"] + jnp.sum(free_unit), n_units)
+        new["next"] = jnp.minimum(st["next"] + jnp.sum(free_unit, dtype=jnp.int32), n_units)
         return new
 
     def body(carry):
@@ -237,7 +265,11 @@ def _features(problem_parts, key, x0, data, *, epsilon, max_steps, antithetic, p
     value = out["acc"] + out["w"] * g_end
     grad = out["a"] * (value - out["s0"])[:, None] + out["h0"]
     feats = jnp.concatenate([value[:, None], out["z"], grad, out["a"]], axis=1)
-    return feats, out["steps"], out["truncated"]
+    # Failure flags: bit 0 the boundary value, bit 1 the source terms (value or gradient part).
+    bad_g = ~jnp.isfinite(g_end)
+    bad_f = ~(jnp.isfinite(out["acc"]) & jnp.isfinite(out["s0"]) & jnp.all(jnp.isfinite(out["h0"]), axis=1))
+    failed = bad_g.astype(jnp.int32) + 2 * bad_f.astype(jnp.int32)
+    return feats, out["steps"], out["truncated"], failed
 
 
 def _chunk_moments(feats, mask):
@@ -311,13 +343,13 @@ def _moments(
             return a.reshape(point_block * walk_block, *a.shape[2:])
 
         def chunk(carry, j):
-            stats, steps_sum, trunc_sum = carry
+            stats, steps_sum, trunc_sum, fail_g, fail_f = carry
             x0 = jnp.broadcast_to(xb[:, None, :], (point_block, walk_block, d))
             if antithetic:
                 # Pairs (j, j + w/2) of the same point: lay the batch out as [first halves; mirrors].
                 x0 = x0.transpose(1, 0, 2)
             kk = jax.random.fold_in(jax.random.fold_in(key, i), j)
-            feats, steps, trunc = _features(
+            feats, steps, trunc, failed = _features(
                 parts, kk, x0.reshape(-1, d), jax.tree_util.tree_map(per_walk, db), epsilon=epsilon, max_steps=max_steps, antithetic=antithetic,
                 pool_size=pool_size,
             )
@@ -325,86 +357,93 @@ def _moments(
                 feats = feats.reshape(2, walk_block // 2, point_block, k_feat).mean(axis=0).transpose(1, 0, 2)
                 steps = steps.reshape(walk_block, point_block).T
                 trunc = trunc.reshape(walk_block, point_block).T
+                failed = failed.reshape(walk_block, point_block).T
             else:
                 feats = feats.reshape(point_block, walk_block, k_feat)
                 steps = steps.reshape(point_block, walk_block)
                 trunc = trunc.reshape(point_block, walk_block)
+                failed = failed.reshape(point_block, walk_block)
             w = jnp.arange(walk_block)
             pair = w % (walk_block // 2) if antithetic else w
             walk_mask = (j * walk_block + per * pair) < num_walks
             sample_mask = (j * walk_block + per * jnp.arange(walk_block // per)) < num_walks
             mask = jnp.broadcast_to(sample_mask, (point_block, walk_block // per))
             stats = _merge(stats, _chunk_moments(feats, mask))
-            steps_sum = steps_sum + jnp.sum(jnp.where(walk_mask, steps, 0), axis=1)
-            trunc_sum = trunc_sum + jnp.sum(jnp.where(walk_mask, trunc, False), axis=1)
-            return (stats, steps_sum, trunc_sum), None
+            steps_sum = steps_sum + jnp.sum(jnp.where(walk_mask, steps, 0), axis=1, dtype=jnp.int32)
+            trunc_sum = trunc_sum + jnp.sum(jnp.where(walk_mask, trunc, False), axis=1, dtype=jnp.int32)
+            failed = jnp.where(walk_mask, failed, 0)
+            fail_g = fail_g + jnp.sum(failed % 2, axis=1, dtype=jnp.int32)
+            fail_f = fail_f + jnp.sum(failed // 2, axis=1, dtype=jnp.int32)
+            return (stats, steps_sum, trunc_sum, fail_g, fail_f), None
 
         zero = (
             jnp.zeros(point_block, points.dtype),
             jnp.zeros((point_block, k_feat), points.dtype),
             jnp.zeros((point_block, k_feat, k_feat), points.dtype),
         )
-        init = (zero, jnp.zeros(point_block, jnp.int32), jnp.zeros(point_block, jnp.int32))
-        (stats, steps_sum, trunc_sum), _ = jax.lax.scan(chunk, init, jnp.arange(num_chunks))
-        return stats, steps_sum, trunc_sum
+        ints = jnp.zeros(point_block, jnp.int32)
+        init = (zero, ints, ints, ints, ints)
+        (stats, steps_sum, trunc_sum, fail_g, fail_f), _ = jax.lax.scan(chunk, init, jnp.arange(num_chunks))
+        return stats, steps_sum, trunc_sum, fail_g, fail_f
 
-    (count, mean, m2), steps_sum, trunc_sum = jax.lax.map(block_moments, (jnp.arange(num_blocks), blocks, data_blocks))
+    (count, mean, m2), steps_sum, trunc_sum, fail_g, fail_f = jax.lax.map(block_moments, (jnp.arange(num_blocks), blocks, data_blocks))
     count = count.reshape(-1)[:p]
     mean = mean.reshape(-1, k_feat)[:p]
     cov = m2.reshape(-1, k_feat, k_feat)[:p] / jnp.maximum(count - 1.0, 1.0)[:, None, None]
     walks = float(num_walks)
     return WalkMoments(
-        count, mean, cov, steps_sum.reshape(-1)[:p] / walks, trunc_sum.reshape(-1)[:p] / walks
+        count, mean, cov, steps_sum.reshape(-1)[:p] / walks, trunc_sum.reshape(-1)[:p] / walks,
+        fail_g.reshape(-1)[:p], fail_f.reshape(-1)[:p],
     )
 
 
 def _validate(problem, points, num_walks, epsilon, max_steps, variance_reduction, check_domain, key):
+    checks.prng_key(key)
     if not isinstance(problem, DirichletProblem):
-        raise TypeError(f"problem: expected a DirichletProblem, got {type(problem).__name__}")
+        raise TypeError(checks.message("problem", "a DirichletProblem(domain, boundary, source, absorption)",
+                                       type(problem).__name__))
     domain = problem.domain
     for name in ("sdf", "closest_point", "dim"):
         if not hasattr(domain, name):
-            raise TypeError(f"problem.domain: expected a domain with .{name} (see ulam.pde.domains), got {type(domain).__name__}")
+            raise TypeError(checks.message("problem.domain", f"a domain with .{name} (see ulam.pde.domains)",
+                                           type(domain).__name__))
     d = domain.dim
-    if not callable(problem.boundary):
-        raise TypeError(f"problem.boundary: expected a callable g(x) -> scalar, got {type(problem.boundary).__name__}")
-    if problem.source is not None and not callable(problem.source):
-        raise TypeError(f"problem.source: expected a callable f(x) -> scalar or None, got {type(problem.source).__name__}")
+    checks.function("problem.boundary", problem.boundary, "a callable g(x) -> scalar")
+    if problem.source is not None:
+        checks.function("problem.source", problem.source, "a callable f(x) -> scalar, or None")
     for name, fn in (("boundary", problem.boundary), ("source", problem.source)):
         if fn is None:
             continue
         try:
             out = jax.eval_shape(fn, jax.ShapeDtypeStruct((d,), jnp.float32))
         except Exception as err:  # report what the user's function did wrong on a (dim,) input
-            raise TypeError(f"problem.{name}: calling it on one point of shape ({d},) failed: {err}") from err
-        if getattr(out, "shape", None) != ():
-            raise ValueError(f"problem.{name}: must return a scalar for one point of shape ({d},), got shape {getattr(out, 'shape', out)}")
+            raise TypeError(checks.message(f"problem.{name}", f"a function of one point of shape ({d},)",
+                                           f"an error when called on one: {err}")) from err
+        # One scalar per point: the message names the function and the shape it returned.
+        checks.callback_output(f"problem.{name}", out, shape=(), what=f"a scalar for one point of shape ({d},)")
     absorption = problem.absorption
-    if not isinstance(absorption, jax.core.Tracer):
-        a = np.asarray(absorption, dtype=float)
-        if a.shape != () or not np.isfinite(a) or a < 0:
-            raise ValueError(f"problem.absorption: must be a finite scalar >= 0, got {absorption!r}")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
-        raise ValueError(f"epsilon: the shell width must be a finite number > 0, got {epsilon!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps: must be an integer >= 1, got {max_steps!r}")
-    if variance_reduction not in _METHODS:
-        raise ValueError(f"variance_reduction: expected one of {_METHODS}, got {variance_reduction!r}")
+    if checks.is_concrete(absorption):
+        if np.shape(absorption) != ():
+            raise ValueError(checks.message("problem.absorption", "a scalar", f"shape {np.shape(absorption)}"))
+        checks.positive("problem.absorption", absorption, allow_zero=True)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)):
+        raise TypeError(checks.message("epsilon", "a number (the shell width)", type(epsilon).__name__))
+    checks.positive("epsilon", epsilon, do="the shell width must be a finite number > 0")
+    checks.count("max_steps", max_steps)
+    checks.one_of("variance_reduction", variance_reduction, _METHODS)
     min_walks = 4 if variance_reduction == "antithetic" else 2
-    if isinstance(num_walks, bool) or not isinstance(num_walks, (int, np.integer)) or num_walks < min_walks:
-        raise ValueError(f"num_walks: need an integer >= {min_walks} for a standard error, got {num_walks!r}")
+    checks.count("num_walks", num_walks, minimum=min_walks)
     if variance_reduction == "antithetic" and num_walks % 2:
-        raise ValueError(f"num_walks: antithetic walks come in pairs, so num_walks must be even, got {num_walks}")
+        raise ValueError(checks.message("num_walks", "an even number (antithetic walks come in pairs)", num_walks))
     points = jnp.asarray(points)
     if points.ndim == 1:
         points = points[None]
     if points.ndim != 2 or points.shape[1] != d:
-        raise ValueError(f"points: expected shape (num_points, {d}) for a {d}-D domain, got {tuple(points.shape)}")
+        raise ValueError(checks.message("points", f"shape (num_points, {d}) for a {d}-D domain", f"shape {tuple(points.shape)}"))
     if not jnp.issubdtype(points.dtype, jnp.floating):
         points = points.astype(jnp.result_type(float))
     if not isinstance(points, jax.core.Tracer):
-        if not np.all(np.isfinite(np.asarray(points))):
-            raise ValueError("points: query points must be finite")
+        checks.finite("points", points)
         phi = np.asarray(jax.vmap(domain.sdf)(points))
         outside = np.flatnonzero(phi >= 0)
         if outside.size:
@@ -419,8 +458,7 @@ def _validate(problem, points, num_walks, epsilon, max_steps, variance_reduction
 
 
 def _blocks(num_points, num_walks, batch_size, antithetic, pool_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
-        raise ValueError(f"batch_size: must be an integer >= 2 (walks held in memory at once), got {batch_size!r}")
+    checks.count("batch_size", batch_size, minimum=2)
     walk_block = min(num_walks, batch_size)
     if antithetic:
         walk_block = max(2, walk_block - walk_block % 2)
@@ -429,8 +467,7 @@ def _blocks(num_points, num_walks, batch_size, antithetic, pool_size):
     if pool_size is None:
         # Enough slots to amortise the loop overhead, few enough that refills keep them busy.
         pool_size = min(chunk, 1024)
-    if isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 2:
-        raise ValueError(f"pool_size: must be an integer >= 2, got {pool_size!r}")
+    checks.count("pool_size", pool_size, minimum=2)
     pool_size = int(min(pool_size, chunk))
     if antithetic:
         pool_size = max(2, pool_size - pool_size % 2)
@@ -461,7 +498,20 @@ def walk_moments(
     given, the boundary and source are called as ``g(x, data_p)`` and ``f(x, data_p)``
     for walks started at point ``p``: one call then solves many problem instances
     (e.g. a family of boundary data for operator learning) with a single walk pool.
+
+    Returns a :class:`WalkMoments`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde import Ball, DirichletProblem, walk_moments
+      >>> prob = DirichletProblem(Ball(jnp.zeros(2), 1.0), boundary=lambda x, c: c * x[0])
+      >>> m = walk_moments(prob, jax.random.key(0), jnp.array([[0.2, 0.0], [0.2, 0.0]]), num_walks=512,
+      ...                  point_data=jnp.array([1.0, -1.0]))  # u = c x: two problems, one pool
+      >>> bool(jnp.all(jnp.abs(m.mean[:, 0] - jnp.array([0.2, -0.2])) < 0.05))
+      True
     """
+    checks.prng_key(key)
+    num_walks = checks.count("num_walks", num_walks)
     points = jnp.asarray(points)
     point_block, walk_block, pool_size = _blocks(points.shape[0], num_walks, batch_size, antithetic, pool_size)
     absorption = problem.absorption
@@ -492,15 +542,41 @@ def _closes_over_tracer(problem) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in leaves)
 
 
+def _walk_info(m: WalkMoments) -> dict:
+    info = {
+        "mean_walk_length": m.mean_steps,
+        "overall_mean_walk_length": jnp.mean(m.mean_steps),
+        "truncated_fraction": m.truncated_fraction,
+    }
+    if m.boundary_failures is not None:
+        info["boundary_failures"] = m.boundary_failures
+        info["source_failures"] = m.source_failures
+    return info
+
+
+def _raise_on_failures(m: WalkMoments, num_walks: int) -> None:
+    """Refuse a NaN estimate: name the user function that returned NaN/inf, and how often."""
+    if not is_concrete((m.boundary_failures, m.source_failures)):
+        return  # inside a transformation: the counts stay in ``info``
+    for name, counts in (("problem.boundary", m.boundary_failures), ("problem.source", m.source_failures)):
+        counts = np.asarray(counts)
+        if counts.sum():
+            points = np.flatnonzero(counts)
+            raise ValueError(checks.message(
+                name, "finite values",
+                f"NaN or inf on {int(counts.sum())} of {num_walks * counts.size} walks "
+                f"(from {points.size} of {counts.size} query points, e.g. {int(counts[points[0]])} of {num_walks} walks "
+                f"from point {int(points[0])})",
+                "make the function finite wherever the walks can reach it (the boundary for g, the domain for f)",
+            ))
+
+
 def _value_estimate(m: WalkMoments, d: int, method: str, num_walks: int, epsilon: float) -> Estimate:
     var_y = m.cov[:, 0, 0]
     mean = m.mean[:, 0]
-    info = {
-        "mean_walk_length": m.mean_steps,
-        "truncated_fraction": m.truncated_fraction,
-        "epsilon": jnp.asarray(epsilon),
-        "num_walks": jnp.asarray(num_walks),
-    }
+    info = _walk_info(m)
+    info["epsilon"] = jnp.asarray(epsilon)
+    info["num_walks"] = jnp.asarray(num_walks)
     n = m.count
     if method == "control_variate":
         czz = m.cov[:, 1 : 1 + d, 1 : 1 + d]
@@ -548,8 +624,25 @@ def walk_on_spheres(
 
     Returns:
       An :class:`~ulam.Estimate` with ``mean``/``stderr`` of shape ``(P,)``, ``n`` the
-      walks per point, and ``info`` with ``mean_walk_length``, ``truncated_fraction``
-      (and ``variance_reduction`` for the control variate).
+      walks per point (a scalar), and ``info`` with, for ``P`` query points:
+
+      * ``mean_walk_length`` ``(P,)``: mean number of steps of the walks from each point
+        (an array: ``float()`` of it fails for ``P > 1``; use the next entry);
+      * ``overall_mean_walk_length`` ``()``: its mean over the points, a scalar;
+      * ``truncated_fraction`` ``(P,)``: share of walks stopped by ``max_steps``;
+      * ``boundary_failures``, ``source_failures`` ``(P,)`` integers: walks on which
+        ``boundary`` (at the exit point) or ``source`` returned NaN or infinity. Outside
+        ``jit`` any failure raises a ``ValueError`` naming the function (a NaN estimate
+        is never returned silently); inside ``jit`` the estimate is then non-finite and
+        these counts say why;
+      * ``epsilon`` ``()`` and ``num_walks`` ``()``: the settings used;
+      * with ``variance_reduction="control_variate"``: ``variance_reduction`` ``(P,)``
+        (variance without / with the control variate) and ``control_coefficient``
+        ``(P, dim)`` (the fitted :math:`\hat\beta`).
+
+    Raises:
+      ValueError: when ``boundary`` or ``source`` returns NaN or infinity on any walk
+        (with how many walks, from how many points).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -565,6 +658,7 @@ def walk_on_spheres(
         problem, key, points, num_walks=int(num_walks), epsilon=epsilon, max_steps=int(max_steps),
         batch_size=batch_size, antithetic=variance_reduction == "antithetic",
     )
+    _raise_on_failures(m, int(num_walks))
     return _value_estimate(m, problem.domain.dim, variance_reduction, int(num_walks), epsilon)
 
 
@@ -590,6 +684,10 @@ def solution_gradient(
     per-coordinate regression coefficient on :math:`a = d\nu_0/R_0`, whose mean is 0;
     Sawhney & Crane 2020). Laplace and Poisson only (``absorption = 0``).
 
+    ``info`` holds ``mean_walk_length`` ``(P,)``, ``overall_mean_walk_length`` ``()``,
+    ``truncated_fraction`` ``(P,)``, ``boundary_failures`` and ``source_failures``
+    ``(P,)`` (see :func:`walk_on_spheres`; failures raise outside ``jit`` here too).
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from ulam.pde import Ball, DirichletProblem, solution_gradient
@@ -600,16 +698,30 @@ def solution_gradient(
     """
     points = _validate(problem, points, num_walks, epsilon, max_steps, "none", check_domain, key)
     if not isinstance(problem.absorption, jax.core.Tracer) and float(problem.absorption) != 0.0:
-        raise ValueError("problem.absorption: the gradient estimator is implemented for Laplace and Poisson (absorption = 0)")
+        raise ValueError(checks.message("problem.absorption", "0 (the gradient estimator is implemented for Laplace "
+                                        "and Poisson)", problem.absorption))
     d = problem.domain.dim
     m = walk_moments(
         problem, key, points, num_walks=int(num_walks), epsilon=epsilon, max_steps=int(max_steps), batch_size=batch_size
     )
+    _raise_on_failures(m, int(num_walks))
     return gradient_from_moments(m, d, baseline=baseline)
 
 
 def gradient_from_moments(m: WalkMoments, d: int, *, baseline: bool = True) -> Estimate:
-    """The gradient :class:`~ulam.Estimate` from :func:`walk_moments` output."""
+    """The gradient :class:`~ulam.Estimate` from :func:`walk_moments` output (see :func:`solution_gradient`).
+
+    Lets one set of walks give both the value and the gradient.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.pde import Ball, DirichletProblem, gradient_from_moments, walk_moments
+      >>> prob = DirichletProblem(Ball(jnp.zeros(2), 1.0), boundary=lambda x: 2 * x[0] - x[1])  # grad u = (2, -1)
+      >>> m = walk_moments(prob, jax.random.key(0), jnp.array([[0.1, 0.3]]), num_walks=4096)
+      >>> g = gradient_from_moments(m, 2)
+      >>> bool(jnp.all(jnp.abs(g.mean[0] - jnp.array([2.0, -1.0])) < 4 * g.stderr[0] + 0.02))
+      True
+    """
     g_idx = slice(1 + d, 1 + 2 * d)
     a_idx = slice(1 + 2 * d, 1 + 3 * d)
     mean = m.mean[:, g_idx]
@@ -622,5 +734,5 @@ def gradient_from_moments(m: WalkMoments, d: int, *, baseline: bool = True) -> E
         var = jnp.maximum(var - b * cga, 0.0)
     n = m.count
     stderr = jnp.sqrt(var / n[:, None])
-    info = {"mean_walk_length": m.mean_steps, "truncated_fraction": m.truncated_fraction}
+    info = _walk_info(m)
     return Estimate(mean, stderr, n[0] if n.ndim else n, n[0] if n.ndim else n, info)

@@ -11,17 +11,21 @@ average over them is unbiased for a spherical expectation):
   rotations (Rowland et al., *Orthogonal estimation of Wasserstein distances*,
   AISTATS 2019).
 
-The structured designs come in ``num // block_size`` independent blocks, so a
+The structured designs come in ``num_directions // block_size`` independent blocks, so a
 standard error can be taken from the spread of block means.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from ulam import checks
 from ulam.integrate import draw_flat, sobol_points
 
 __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
@@ -29,18 +33,31 @@ __all__ = ["random_directions", "sobol_directions", "orthogonal_directions"]
 _MAX_SOBOL_DIM = 21201  # the direction numbers shipped with scipy
 
 
-def _check(num, dim, block_size, name):
-    for value, label in ((num, "num"), (dim, "dim")):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label}: expected a positive int, got {value!r}")
-    block_size = num if block_size is None else block_size
-    if not isinstance(block_size, (int, np.integer)) or block_size < 1 or num % block_size:
-        raise ValueError(f"block_size: must be a positive divisor of num={num}, got {block_size!r} ({name})")
-    return int(num), int(dim), int(block_size)
+def _renamed_count(fn):
+    """Accept the old keyword ``num=`` for ``num_directions=`` for one release, with a DeprecationWarning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "num" in kwargs:
+            warnings.warn(f"{fn.__name__}: num= is deprecated; use num_directions=", DeprecationWarning, stacklevel=2)
+            kwargs["num_directions"] = kwargs.pop("num")
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
-def random_directions(key, num: int, dim: int, dtype=None):
-    r"""``num`` i.i.d. directions uniform on :math:`S^{d-1}`: :math:`\theta = z/\|z\|`, :math:`z\sim N(0, I_d)`.
+def _check(key, num, dim, block_size, name):
+    checks.prng_key(key)
+    num, dim = checks.count("num_directions", num), checks.count("dim", dim)
+    block_size = num if block_size is None else checks.count("block_size", block_size)
+    if num % block_size:
+        raise ValueError(checks.message("block_size", f"a divisor of num_directions={num}", f"{block_size} ({name} directions)"))
+    return num, dim, block_size
+
+
+@_renamed_count
+def random_directions(key, num_directions: int, dim: int, dtype=None):
+    r"""``num_directions`` i.i.d. directions uniform on :math:`S^{d-1}`: :math:`\theta = z/\|z\|`, :math:`z\sim N(0, I_d)`.
 
     Example:
       >>> import jax
@@ -48,20 +65,21 @@ def random_directions(key, num: int, dim: int, dtype=None):
       >>> random_directions(jax.random.key(0), 4, 3).shape
       (4, 3)
     """
-    num, dim, _ = _check(num, dim, None, "random")
+    num, dim, _ = _check(key, num_directions, dim, None, "random")
     z = jax.random.normal(key, (num, dim), dtype=dtype or jnp.result_type(float))
     return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
 
 
-def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None, dtype=None):
+@_renamed_count
+def orthogonal_directions(key, num_directions: int, dim: int, block_size: int | None = None, dtype=None):
     r"""Blocks of ``block_size`` orthonormal directions, each block from an independent Haar rotation.
 
     A block is the first ``block_size`` columns of :math:`Q` in :math:`G = QR`
     (:math:`G` a ``dim x block_size`` Gaussian matrix, signs fixed so that
     :math:`\mathrm{diag}(R) > 0`), i.e. an orthonormal frame uniform on the Stiefel
     manifold; each direction is marginally uniform on the sphere. Cost
-    :math:`O(d\,b^2)` per block. ``block_size`` defaults to ``min(num, dim)`` and must
-    divide ``num`` and be at most ``dim``.
+    :math:`O(d\,b^2)` per block. ``block_size`` defaults to ``min(num_directions, dim)`` and must
+    divide ``num_directions`` and be at most ``dim``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -70,11 +88,11 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
       >>> bool(jnp.allclose(t[:3] @ t[:3].T, jnp.eye(3), atol=1e-5))
       True
     """
-    if block_size is None and isinstance(num, (int, np.integer)) and isinstance(dim, (int, np.integer)):
-        block_size = _largest_divisor_at_most(num, dim)
-    num, dim, block_size = _check(num, dim, block_size, "orthogonal")
+    if block_size is None and isinstance(num_directions, (int, np.integer)) and isinstance(dim, (int, np.integer)):
+        block_size = _largest_divisor_at_most(num_directions, dim)
+    num, dim, block_size = _check(key, num_directions, dim, block_size, "orthogonal")
     if block_size > dim:
-        raise ValueError(f"block_size: at most dim={dim} directions can be orthogonal, got {block_size}")
+        raise ValueError(checks.message("block_size", f"at most dim={dim} (orthogonal directions)", block_size))
     num_blocks = num // block_size
     g = draw_flat(jax.random.normal, key, (num_blocks, dim, block_size), dtype or jnp.result_type(float))
     q, r = jnp.linalg.qr(g)
@@ -82,14 +100,15 @@ def orthogonal_directions(key, num: int, dim: int, block_size: int | None = None
     return jnp.swapaxes(q, -1, -2).reshape(num, dim)
 
 
-def sobol_directions(key, num: int, dim: int, block_size: int | None = None, dtype=None):
+@_renamed_count
+def sobol_directions(key, num_directions: int, dim: int, block_size: int | None = None, dtype=None):
     r"""Randomized quasi-Monte Carlo directions: scrambled Sobol points mapped to the sphere.
 
     Each block is an independently scrambled Sobol net (:func:`ulam.sobol_points`:
     random linear matrix scramble plus digital shift), so each point
     :math:`u_i` is uniform on the cube; then :math:`z_i = \Phi^{-1}(u_i)` and
     :math:`\theta_i = z_i / \|z_i\|` is uniform on the sphere. ``block_size``
-    defaults to ``num`` (one randomization); powers of two keep the Sobol balance.
+    defaults to ``num_directions`` (one randomization); powers of two keep the Sobol balance.
 
     Example:
       >>> import jax
@@ -97,9 +116,9 @@ def sobol_directions(key, num: int, dim: int, block_size: int | None = None, dty
       >>> sobol_directions(jax.random.key(0), 8, 3, block_size=4).shape
       (8, 3)
     """
-    num, dim, block_size = _check(num, dim, block_size, "sobol")
+    num, dim, block_size = _check(key, num_directions, dim, block_size, "sobol")
     if dim > _MAX_SOBOL_DIM:
-        raise ValueError(f"dim: Sobol points are available up to dim={_MAX_SOBOL_DIM}, got {dim}")
+        raise ValueError(checks.message("dim", f"at most {_MAX_SOBOL_DIM} (Sobol direction numbers)", dim))
     dtype = dtype or jnp.result_type(float)
     keys = jax.random.split(key, num // block_size)
     u = jax.vmap(lambda k: sobol_points(k, block_size, dim, dtype))(keys)

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ulam.transport._checks import check_pair
+from ulam import checks
+from ulam.transport.checks import cloud_pair, power
 from ulam.transport.sliced import sliced_wasserstein
 
 __all__ = ["exact_wasserstein", "gradient_flow", "FlowTrace"]
@@ -16,8 +17,13 @@ __all__ = ["exact_wasserstein", "gradient_flow", "FlowTrace"]
 _MAX_ASSIGNMENT_POINTS = 5000
 
 
-def exact_wasserstein(x, y, *, p: float = 2.0) -> float:
+def exact_wasserstein(x, y, *, p: float = 2.0, pth_power: bool = False) -> float:
     r"""Exact :math:`W_p` between two uniform clouds of equal size, by optimal assignment (on the host).
+
+    Returns the distance :math:`W_p` by default (the convention of
+    :func:`~ulam.transport.sliced_wasserstein` and of POT's sliced distances), and
+    :math:`W_p^p` (what POT's ``ot.emd2`` returns for the cost ``ot.dist(x, y) ** p``
+    with ``metric="euclidean"``) with ``pth_power=True``.
 
     .. math::
         W_p(\mu,\nu) = \Big(\min_{\sigma} \frac1n \sum_i \|x_i - y_{\sigma(i)}\|^p\Big)^{1/p},
@@ -31,24 +37,36 @@ def exact_wasserstein(x, y, *, p: float = 2.0) -> float:
       >>> from ulam.transport import exact_wasserstein
       >>> round(exact_wasserstein(np.zeros((3, 2)), np.ones((3, 2))), 6)  # sqrt(2)
       1.414214
+      >>> round(exact_wasserstein(np.zeros((3, 2)), np.ones((3, 2)), pth_power=True), 6)  # W_2^2
+      2.0
     """
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 
-    x, y = check_pair(x, y)
+    x, y = cloud_pair(x, y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x, y: exact assignment needs clouds of equal size, got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(checks.message("x, y", "clouds of equal size for the exact assignment", f"{x.shape[0]} and {y.shape[0]} points"))
     if x.shape[0] > _MAX_ASSIGNMENT_POINTS:
-        raise ValueError(f"x: at most {_MAX_ASSIGNMENT_POINTS} points for the O(n^3) assignment, got {x.shape[0]}")
-    if not p >= 1:
-        raise ValueError(f"p: the Wasserstein order must be >= 1, got {p}")
+        raise ValueError(checks.message("x", f"at most {_MAX_ASSIGNMENT_POINTS} points for the O(n^3) assignment", x.shape[0]))
+    power(p)
     cost = cdist(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) ** p
     rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean() ** (1.0 / p))
+    value = float(cost[rows, cols].mean())
+    return value if pth_power else value ** (1.0 / p)
 
 
 class FlowTrace(NamedTuple):
-    """What :func:`gradient_flow` records: final positions, and per record step the exact W2 and the loss."""
+    """What :func:`gradient_flow` records: final positions, and per record step the exact W2 and the loss.
+
+    Example:
+      >>> import jax
+      >>> from ulam.transport import gradient_flow
+      >>> k1, k2 = jax.random.split(jax.random.key(0))
+      >>> trace = gradient_flow(jax.random.normal(k1, (20, 2)), jax.random.normal(k2, (20, 2)) + 2.0,
+      ...                       jax.random.key(1), 20, record_every=10)
+      >>> trace.steps.tolist(), trace.wasserstein.shape, trace.positions.shape
+      ([0, 10, 20], (3,), (20, 2))
+    """
 
     positions: jax.Array  # (n, d) final source cloud
     steps: np.ndarray  # (R,) step index of each record (0 = start)
@@ -78,7 +96,7 @@ def gradient_flow(
     with fresh directions each step (the sliced-Wasserstein flow of Nguyen & Ho,
     *Sliced Wasserstein estimation with control variates*, ICLR 2024, Sec. 4, whose
     official code uses SGD on ``N * SW`` with ``N`` the number of points). The
-    estimator is :func:`sliced_wasserstein` with ``root=True`` and the given
+    estimator is :func:`sliced_wasserstein` (its default :math:`SW_p`) with the given
     ``directions`` / ``control_variate``. Steps run in a jitted ``lax.scan`` of
     ``record_every`` steps; between chunks the exact :math:`W_2` is computed on the
     host by :func:`exact_wasserstein` (equal-size clouds only).
@@ -92,13 +110,13 @@ def gradient_flow(
       >>> bool(trace.wasserstein[-1] < 0.8 * trace.wasserstein[0])
       True
     """
-    source, target = check_pair(source, target)
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
-    if not isinstance(record_every, int) or record_every < 1:
-        raise ValueError(f"record_every: expected a positive int, got {record_every!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate: must be positive, got {learning_rate}")
+    source, target = cloud_pair(source, target)
+    checks.prng_key(key)
+    num_steps = checks.count("num_steps", num_steps)
+    record_every = checks.count("record_every", record_every)
+    num_directions = checks.count("num_directions", num_directions, minimum=2)
+    checks.positive("learning_rate", learning_rate)
+    power(p)
     chunk = _chunk_runner(record_every, float(learning_rate), num_directions, float(p), directions, control_variate)
     last_chunk = num_steps % record_every
 
@@ -125,7 +143,7 @@ def gradient_flow(
 def _chunk_runner(length, learning_rate, num_directions, p, directions, control_variate):
     def loss_fn(x, y, key):
         est = sliced_wasserstein(
-            x, y, key, num_directions, p=p, directions=directions, control_variate=control_variate, root=True
+            x, y, key, num_directions, p=p, directions=directions, control_variate=control_variate
         )
         return x.shape[0] * est.mean
 

@@ -3,13 +3,17 @@ r"""Sliced Wasserstein distances as Monte Carlo estimates, with control variates
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from ulam import checks
 from ulam.estimate import Estimate
-from ulam.transport._checks import check_num_directions, check_pair, check_power, check_weights
+from ulam.checks import is_concrete
+from ulam.transport.checks import cloud_pair, power, weights
 from ulam.transport.directions import orthogonal_directions, random_directions, sobol_directions
 from ulam.transport.wasserstein_1d import wasserstein_1d
 
@@ -34,10 +38,15 @@ def sliced_wasserstein(
     x_weights=None,
     y_weights=None,
     num_blocks: int | None = None,
-    root: bool = False,
+    pth_power: bool = False,
     cv_centering: str = "sample",
+    root: bool | None = None,
 ) -> Estimate:
     r"""Sliced Wasserstein-p between two point clouds, as an :class:`~ulam.Estimate`.
+
+    Returns :math:`SW_p` by default, as POT's ``ot.sliced_wasserstein_distance`` does,
+    and :math:`SW_p^p` (the quantity the average is unbiased for) with
+    ``pth_power=True``:
 
     .. math::
         SW_p^p(\mu,\nu) = \mathbb{E}_{\theta\sim U(S^{d-1})}
@@ -82,6 +91,14 @@ def sliced_wasserstein(
     directions). ``ess`` is the number of i.i.d. plain-MC directions that would give
     the same standard error, ``info["variance_reduction"] = ess / L``.
 
+    **The root.** By default the result is :math:`\widehat{SW}_p = (\widehat{SW_p^p})^{1/p}`
+    (consistent, with a bias of order :math:`1/L` from the concave root), and its standard
+    error is carried over by the delta method,
+    :math:`\mathrm{se}(\widehat{SW}_p) = \mathrm{se}(\widehat{SW_p^p}) / (p\,\widehat{SW}_p^{\,p-1})`;
+    the power-scale mean and standard error stay in ``info["pth_power_mean"]`` and
+    ``info["pth_power_stderr"]``. (A control-variate estimate of :math:`SW_p^p` can dip below
+    zero for nearly equal clouds; the root is then taken of the smallest positive float.)
+
     Args:
       x, y: point clouds of shapes ``(n, d)`` and ``(m, d)`` (``m`` may differ from
         ``n``). Differentiable: gradients flow to the positions (and weights).
@@ -91,14 +108,19 @@ def sliced_wasserstein(
       directions: ``"mc"`` (i.i.d. uniform), ``"rqmc"`` (randomized Sobol),
         ``"orthogonal"`` (random orthonormal blocks), or an array ``(L, d)`` of unit
         vectors to use as given (treated as i.i.d.; e.g. to reproduce another
-        library's projections).
+        library's projections). Rows whose norm is not 1 (to 1e-4 in float32, 1e-8 in
+        float64) raise a ``ValueError``: they would scale :math:`W_p^p` by
+        :math:`\|\theta\|^p` silently; normalize them first. (Checked when the array is
+        concrete; inside ``jit`` with traced directions it cannot be.)
       control_variate: ``None``, ``"lower"`` (LCV-SW) or ``"upper"`` (UCV-SW).
       x_weights, y_weights: probability weights of the atoms (``None``: uniform).
       num_blocks: number of independent blocks for the standard error (see above).
       cv_centering: ``"sample"`` or ``"exact"`` (the official code), see above.
-      root: if ``False`` (default) estimate :math:`SW_p^p` (the quantity the average
-        is unbiased for); if ``True`` return :math:`(\widehat{SW_p^p})^{1/p}` (what
-        POT returns) with a delta-method standard error.
+      pth_power: if ``False`` (default) return :math:`SW_p` (POT's convention) with a
+        delta-method standard error; if ``True`` return the unbiased estimate of
+        :math:`SW_p^p`.
+      root: deprecated (``root=True`` is now the default; ``root=False`` is
+        ``pth_power=True``); emits a ``DeprecationWarning``.
 
     Returns:
       An :class:`~ulam.Estimate` with ``n = L``; ``info`` holds ``slice_costs`` (the
@@ -111,25 +133,27 @@ def sliced_wasserstein(
       >>> kx, ky, kd = jax.random.split(jax.random.key(0), 3)
       >>> x = jax.random.normal(kx, (500, 5)) + 1.0
       >>> y = 2.0 * jax.random.normal(ky, (500, 5)) - 1.0
-      >>> est = sliced_wasserstein(x, y, kd, 50, control_variate="lower")
-      >>> bool(abs(est.mean - (20.0 / 5 + 1.0)) < 0.3)  # ||dm||^2/d + (s1-s2)^2
+      >>> est = sliced_wasserstein(x, y, kd, 50, control_variate="lower", pth_power=True)
+      >>> bool(abs(est.mean - (20.0 / 5 + 1.0)) < 0.3)  # SW_2^2 = ||dm||^2/d + (s1-s2)^2
+      True
+      >>> bool(abs(sliced_wasserstein(x, y, kd, 50).mean - 5.0 ** 0.5) < 0.1)  # SW_2
       True
     """
-    x, y = check_pair(x, y)
-    check_power(p)
-    if control_variate not in _CONTROL_VARIATES:
-        raise ValueError(f"control_variate: expected one of {_CONTROL_VARIATES}, got {control_variate!r}")
-    if cv_centering not in ("sample", "exact"):
-        raise ValueError(f"cv_centering: expected 'sample' or 'exact', got {cv_centering!r}")
+    pth_power = _root_alias(root, pth_power)
+    x, y = cloud_pair(x, y)
+    power(p)
+    checks.prng_key(key)
+    checks.one_of("control_variate", control_variate, _CONTROL_VARIATES)
+    checks.one_of("cv_centering", cv_centering, ("sample", "exact"))
     dim = x.shape[1]
     design, num_directions = _design(directions, num_directions, dim)
     num_blocks = _blocks(num_blocks, num_directions, dim, design)
     if design == "given":
-        theta = jnp.asarray(directions).astype(x.dtype)
+        theta = _check_unit(jnp.asarray(directions).astype(x.dtype))
     else:
         theta = _draw(key, design, num_directions, dim, num_blocks, x.dtype)
-    a = check_weights(x_weights, x.shape[0], "x_weights", x.dtype)
-    b = check_weights(y_weights, y.shape[0], "y_weights", y.dtype)
+    a = weights(x_weights, x.shape[0], "x_weights", x.dtype)
+    b = weights(y_weights, y.shape[0], "y_weights", y.dtype)
     uniform = x_weights is None and y_weights is None
 
     proj_x, proj_y = theta @ x.T, theta @ y.T  # (L, n), (L, m)
@@ -162,24 +186,55 @@ def sliced_wasserstein(
     plain_var = jnp.var(costs, ddof=1)
     ess = plain_var / jnp.maximum(jnp.square(stderr), jnp.finfo(stderr.dtype).tiny)
     info["variance_reduction"] = ess / num_directions
-    if root:
-        # A control-variate estimate can dip below zero; keep the root finite.
-        power = jnp.maximum(mean, jnp.finfo(mean.dtype).tiny)
-        distance = power ** (1.0 / p)
-        stderr = stderr / (p * power ** ((p - 1.0) / p))
-        mean = distance
+    if not pth_power:
+        mean, stderr = _root(mean, stderr, p, info)
     return Estimate(mean, stderr, num_directions, ess, info)
+
+
+def _root_alias(root, pth_power):
+    if root is None:
+        return bool(pth_power)
+    warnings.warn(
+        "root: deprecated; the result is now SW_p by default (POT's convention): drop root=True, "
+        "or pass pth_power=True instead of root=False",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return not root
+
+
+def _root(power_mean, power_stderr, p, info):
+    """(SW_p^p, se) -> (SW_p, se by the delta method); the power-scale pair goes into ``info``."""
+    info["pth_power_mean"] = power_mean
+    info["pth_power_stderr"] = power_stderr
+    # A control-variate estimate can dip below zero; keep the root finite.
+    power = jnp.maximum(power_mean, jnp.finfo(power_mean.dtype).tiny)
+    distance = power ** (1.0 / p)
+    return distance, power_stderr / (p * power ** ((p - 1.0) / p))
+
+
+def _check_unit(theta):
+    """User-given directions must be unit vectors (checked when concrete)."""
+    if is_concrete(theta):
+        norms = np.linalg.norm(np.asarray(theta, dtype=np.float64), axis=1)
+        tol = 1e-8 if theta.dtype == jnp.float64 else 1e-4
+        if not np.all(np.abs(norms - 1.0) <= tol):
+            raise ValueError(checks.message(
+                "directions", "unit vectors (rows of norm 1)",
+                f"row norms in [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]",
+                "divide each row by its norm: theta / jnp.linalg.norm(theta, axis=1, keepdims=True)",
+            ))
+    return theta
 
 
 def _design(directions, num_directions, dim):
     if isinstance(directions, str):
-        if directions not in _DESIGNS:
-            raise ValueError(f"directions: expected one of {_DESIGNS} or an array (L, d), got {directions!r}")
-        return directions, check_num_directions(num_directions)
+        checks.one_of("directions", directions, _DESIGNS)
+        return directions, checks.count("num_directions", num_directions, minimum=2)
     shape = jnp.shape(directions)
     if len(shape) != 2 or shape[1] != dim:
-        raise ValueError(f"directions: expected an array of shape (L, {dim}), got shape {shape}")
-    return "given", check_num_directions(shape[0])
+        raise ValueError(checks.message("directions", f"an array of shape (L, {dim})", f"shape {shape}"))
+    return "given", checks.count("num_directions", shape[0], minimum=2)
 
 
 def _default_blocks(num_directions: int, dim: int, design: str) -> int:
@@ -194,12 +249,14 @@ def _default_blocks(num_directions: int, dim: int, design: str) -> int:
 def _blocks(num_blocks, num_directions, dim, design):
     if num_blocks is None:
         return _default_blocks(num_directions, dim, design)
-    if not isinstance(num_blocks, int) or not 2 <= num_blocks <= num_directions or num_directions % num_blocks:
-        raise ValueError(
-            f"num_blocks: must be an int >= 2 that divides num_directions={num_directions}, got {num_blocks!r}"
-        )
+    checks.count("num_blocks", num_blocks, minimum=2)
+    if num_blocks > num_directions or num_directions % num_blocks:
+        raise ValueError(checks.message("num_blocks", f"a divisor of num_directions={num_directions}", num_blocks))
     if design == "orthogonal" and num_directions // num_blocks > dim:
-        raise ValueError(f"num_blocks: orthogonal blocks hold at most dim={dim} directions; use more blocks")
+        raise ValueError(checks.message(
+            "num_blocks", f"blocks of at most dim={dim} orthogonal directions",
+            f"{num_blocks} blocks of {num_directions // num_blocks}", "use more blocks",
+        ))
     return num_blocks
 
 
@@ -223,7 +280,8 @@ def max_sliced_wasserstein(
     learning_rate: float = 0.05,
     x_weights=None,
     y_weights=None,
-    root: bool = False,
+    pth_power: bool = False,
+    root: bool | None = None,
 ) -> Estimate:
     r"""Max-sliced Wasserstein-p: the largest 1-D distance over directions, by optimizing the direction.
 
@@ -242,21 +300,28 @@ def max_sliced_wasserstein(
     positions: by the envelope theorem the gradient is that of
     :math:`W_p^p(\theta^*_\#\mu, \theta^*_\#\nu)` at the fixed maximizer.
 
+    Like POT's ``ot.max_sliced_wasserstein_distance`` it returns the distance
+    :math:`\max\text{-}SW_p` by default, and its p-th power with ``pth_power=True``
+    (``start_values`` are p-th powers either way). ``root`` is a deprecated alias
+    (``root=False`` is ``pth_power=True``).
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from ulam.transport import max_sliced_wasserstein
       >>> x = jnp.zeros((4, 2)).at[:, 0].set(jnp.arange(4.0))
-      >>> est = max_sliced_wasserstein(x, jnp.zeros((4, 2)), jax.random.key(0))
-      >>> round(float(est.mean), 3)  # all spread lies along the first axis
+      >>> est = max_sliced_wasserstein(x, jnp.zeros((4, 2)), jax.random.key(0), pth_power=True)
+      >>> round(float(est.mean), 3)  # all spread lies along the first axis: mean of 0, 1, 4, 9
       3.5
     """
-    x, y = check_pair(x, y)
-    check_power(p)
-    for value, name in ((num_starts, "num_starts"), (num_steps, "num_steps")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    a = None if x_weights is None else check_weights(x_weights, x.shape[0], "x_weights", x.dtype)
-    b = None if y_weights is None else check_weights(y_weights, y.shape[0], "y_weights", y.dtype)
+    pth_power = _root_alias(root, pth_power)
+    x, y = cloud_pair(x, y)
+    power(p)
+    checks.prng_key(key)
+    checks.count("num_starts", num_starts)
+    checks.count("num_steps", num_steps)
+    checks.positive("learning_rate", learning_rate)
+    a = None if x_weights is None else weights(x_weights, x.shape[0], "x_weights", x.dtype)
+    b = None if y_weights is None else weights(y_weights, y.shape[0], "y_weights", y.dtype)
     dim = x.shape[1]
     xs, ys = jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)
     a_s = None if a is None else jax.lax.stop_gradient(a)
@@ -281,7 +346,7 @@ def max_sliced_wasserstein(
     theta = best / jnp.linalg.norm(best)
     w = wasserstein_1d((x @ theta)[None], (y @ theta)[None], None if a is None else a[None],
                        None if b is None else b[None], p=p)[0]
-    if root:
+    if not pth_power:
         w = jnp.maximum(w, 0.0) ** (1.0 / p)
     nan = jnp.full((), jnp.nan, w.dtype)
     return Estimate(w, nan, num_starts, num_starts, {"direction": theta, "start_values": finals})

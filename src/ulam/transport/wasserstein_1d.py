@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ulam.sorting import argsort, sort
-from ulam.transport._checks import check_power, check_weights
+from ulam import checks
+from ulam.transport.checks import power, weights
 
 __all__ = ["wasserstein_1d"]
 
@@ -43,14 +44,14 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
       >>> float(wasserstein_1d(jnp.array([0.0, 1.0]), jnp.array([0.5]), p=2))
       0.25
     """
-    check_power(p)
+    power(p)
     u, v = jnp.asarray(u), jnp.asarray(v)
     if u.ndim < 1 or v.ndim < 1:
-        raise ValueError(f"u, v: expected arrays of atoms with at least one axis, got shapes {u.shape} and {v.shape}")
+        raise ValueError(checks.message("u, v", "arrays of atoms with at least one axis", f"shapes {u.shape} and {v.shape}"))
     if u.shape[-1] == 0 or v.shape[-1] == 0:
-        raise ValueError(f"u, v: a measure has no atoms (shapes {u.shape} and {v.shape})")
+        raise ValueError(checks.message("u, v", "measures with at least one atom each", f"shapes {u.shape} and {v.shape}"))
     if u.shape[:-1] != v.shape[:-1]:
-        raise ValueError(f"u, v: batch shapes differ ({u.shape[:-1]} and {v.shape[:-1]})")
+        raise ValueError(checks.message("u, v", "equal batch shapes", f"{u.shape[:-1]} and {v.shape[:-1]}"))
     dtype = jnp.result_type(u.dtype, v.dtype, jnp.float32)
     u, v = u.astype(dtype), v.astype(dtype)
     n, m = u.shape[-1], v.shape[-1]
@@ -59,8 +60,8 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
     if u_weights is None and v_weights is None and n == m:
         return jnp.mean(_cost(sort(u) - sort(v), p), axis=-1)
 
-    a = check_weights(u_weights, n, "u_weights", dtype, batch)
-    b = check_weights(v_weights, m, "v_weights", dtype, batch)
+    a = weights(u_weights, n, "u_weights", dtype, batch)
+    b = weights(v_weights, m, "v_weights", dtype, batch)
     perm_u, perm_v = argsort(u), argsort(v)
     u_sorted = jnp.take_along_axis(u, perm_u, axis=-1)
     v_sorted = jnp.take_along_axis(v, perm_v, axis=-1)
