@@ -16,7 +16,7 @@ NumPy (project, sort, average the squared differences of the order statistics, i
 its own standard error; the SW_2^2 of the two Gaussian populations by the closed form of
 projected Gaussians per direction, W_2^2 = (theta.dm)^2 + (sqrt(theta'S1 theta) -
 sqrt(theta'S2 theta))^2, averaged over POPULATION_DIRECTIONS (>= 10^7) directions.
-Every estimate here is of SW_2^2 (the p-th power), requested explicitly with ``root=False``.
+Every estimate here is of SW_2^2 (the p-th power), requested explicitly with ``pth_power=True``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ POPULATION_DIRECTIONS = 10_000_000  # directions of the closed-form population r
 def _replicate_means(x, y, keys, num, design, cv, centering):
     def one(k):
         return sliced_wasserstein(x, y, k, num, directions=design, control_variate=cv, cv_centering=centering,
-                                  root=False).mean  # SW_2^2, the p-th power
+                                  pth_power=True).mean  # SW_2^2, the p-th power
 
     return jax.vmap(one)(keys)
 
