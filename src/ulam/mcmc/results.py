@@ -9,11 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import diagnostics
 from ulam.estimate import Estimate
-from ulam.mcmc import _diag
 from ulam.mcmc.streaming import stream_summary
 
 __all__ = ["MCMCResult", "StreamingResult", "Summary", "chain_expectation"]
+
+def _summary_statistics(draws) -> dict:
+    """``ulam.diagnostics.summary_statistics`` (the one R-hat, ESS and MCSE) as float64 NumPy arrays."""
+    out = diagnostics.summary_statistics(np.asarray(draws))
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+
 
 _COLUMNS = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
 
@@ -93,7 +99,7 @@ def chain_expectation(values) -> Estimate:
         if v.ndim < 2 or v.shape[1] < 4:
             raise ValueError(f"values: expected leaves shaped (chains, draws >= 4, ...), got {v.shape}")
         means.append(v.mean(axis=(0, 1)))
-        stats = _diag.summary_statistics(v)
+        stats = _summary_statistics(v)
         mcse = stats["mcse_mean"]
         sd = v.reshape((-1,) + v.shape[2:]).std(axis=0, ddof=1)
         errs.append(mcse)
@@ -156,7 +162,7 @@ class MCMCResult(_RunOutput):
     def summary(self) -> Summary:
         """Mean, sd, MCSE of the mean, bulk and tail ESS and rank-normalized split R-hat per coordinate."""
         x = self.flat_draws
-        stats = _diag.summary_statistics(x)
+        stats = _summary_statistics(x)
         return Summary(
             names=_names(self.unravel, x.shape[-1]),
             mean=x.mean(axis=(0, 1)),
