@@ -95,7 +95,7 @@ def test_minibatch_sampler_matches_closed_form(name):
     # covariance (what an error in the noise scale or the N/B rescaling would approach) is rejected.
     with pytest.raises(AssertionError):
         assert_within_stderr(est, _truth(np.linalg.inv(LAM)), z=4.0)
-    assert np.all(res.summary().rhat < 1.01)
+    assert np.all(res.summary()["r_hat"] < 1.01)
 
 
 def test_sgmcmc_kernel_rejects_bad_batch_size():

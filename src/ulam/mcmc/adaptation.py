@@ -120,6 +120,7 @@ def welford_merge(a: WelfordState, b: WelfordState) -> WelfordState:
 
 
 def welford_covariance(state: WelfordState):
+    """The unbiased (co)variance estimate ``m2 / (n - 1)`` of the running sums."""
     return state.m2 / jnp.maximum(state.count - 1.0, 1.0)
 
 
@@ -154,9 +155,12 @@ def window_schedule(num_warmup: int, init_buffer: int = 75, term_buffer: int = 5
     last_slow = num_warmup - term_buffer
     start, size = init_buffer, base_window
     while start < last_slow:
-        stop = start + size
-        # Stan stretches the last slow window when the next one would not fit.
-        if stop + 2 * size > last_slow:
+        stop = min(start + size, last_slow)
+        # Stan stretches a slow window to the terminal buffer when the next (twice as long) would
+        # not fit, but never the first one (windowed_adaptation::compute_next_window runs only
+        # after a window has closed): with buffers 75/50 and base 25, num_warmup = 170 has the
+        # windows [75, 100) and [100, 120), not one window [75, 120).
+        if start > init_buffer and stop + 2 * size > last_slow:
             stop = last_slow
         slow[start:stop] = True
         end[stop - 1] = True

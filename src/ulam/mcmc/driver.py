@@ -227,6 +227,19 @@ def _adaptation(cfg: _Config) -> ad.WindowAdaptation:
     )
 
 
+def _with_lp(carry: _Carry, info):
+    """The step's info with the log-density of the new state (ArviZ's ``lp``) when the state has one."""
+    lp = getattr(carry.states, "logdensity", None)
+    if lp is None:
+        return info
+    return _InfoLp(info, lp)
+
+
+class _InfoLp(NamedTuple):
+    info: Any
+    logdensity: jax.Array
+
+
 @functools.lru_cache(maxsize=64)
 def _program(cfg: _Config):
     """The jitted segment runner for one configuration (cached: same config, no recompilation)."""
@@ -270,7 +283,7 @@ def _program(cfg: _Config):
         num_chains = carry.adapt.step_size.shape[0]
         dim = flat_positions(carry.states).shape[-1]
         dtype = carry.adapt.step_size.dtype
-        info_shape = jax.eval_shape(lambda c: one_step(jnp.asarray(warm, jnp.int32), key, c)[1], carry)
+        info_shape = jax.eval_shape(lambda c: _with_lp(*one_step(jnp.asarray(warm, jnp.int32), key, c)), carry)
         if cfg.stream_batches:
             buffers = ()
         else:
@@ -283,6 +296,7 @@ def _program(cfg: _Config):
             carry, buffers = c
             t = t0 + i
             carry, info = one_step(t, key, carry)
+            info = _with_lp(carry, info)
             keep = (t >= warm) & ((t - warm + 1) % cfg.thin == 0)
             draw = (t - warm + 1) // cfg.thin - 1
             if cfg.stream_batches:
@@ -768,7 +782,9 @@ class Sampler:
                 if buffers and n_new > 0:
                     pos, info = jax.device_get(buffers)
                     run.draws.append(np.asarray(pos[:n_new]))
-                    run.stats.append({k: np.asarray(v[:n_new]) for k, v in info._asdict().items()})
+                    fields = info.info._asdict() | {"logdensity": info.logdensity} if isinstance(info, _InfoLp) \
+                        else info._asdict()
+                    run.stats.append({k: np.asarray(v[:n_new]) for k, v in fields.items()})
                 run.carry = carry
                 run.t = seg_end
         finally:
@@ -942,12 +958,13 @@ def load_checkpoint(path, like: Run, *, force: bool = False) -> Run:
     if not np.array_equal(run.key_data, like.key_data):
         differ.append("key")
     if differ and not force:
-        detail = "; ".join(f"{k}: checkpoint {stored.get(k, '?')!s:.80} vs now {like.fingerprint.get(k, '?')!s:.80}"
-                           for k in differ if k != "key")
+        what = "; ".join(
+            "key differs" if k == "key" else
+            f"{k} differs (checkpoint {stored.get(k, '?')!s:.80}, now {like.fingerprint.get(k, '?')!s:.80})"
+            for k in differ)
         raise ValueError(
-            f"checkpoint: {path} was written by a different run ({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}"
-            f"{': ' + detail if detail else ''}); use another path, delete the file, or pass "
-            "Checkpoint(path, force=True) to resume it anyway"
+            f"checkpoint: {path} was written by a different run: {what}; use another path, delete the file, "
+            "or pass Checkpoint(path, force=True) to resume it anyway"
         )
     run.fingerprint = like.fingerprint
     run.carry = jax.tree_util.tree_map(

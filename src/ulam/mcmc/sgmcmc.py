@@ -90,6 +90,7 @@ def _finite_info(g, dtype, n_grad=1):
 
 
 def sgld_init(position) -> SGLDState:
+    """Start SGLD at ``position`` (no log-density is evaluated: SGLD sees only gradient estimates)."""
     return SGLDState(position)
 
 
@@ -113,6 +114,7 @@ def sgld_step(key, state: SGLDState, grad_estimator: Callable, minibatch, step_s
 
 
 def sghmc_init(position) -> SGHMCState:
+    """Start SGHMC at ``position`` with zero velocity."""
     return SGHMCState(position, jax.tree_util.tree_map(jnp.zeros_like, position))
 
 
