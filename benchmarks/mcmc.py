@@ -10,6 +10,10 @@
    contrast, of a run that stores its draws): ``VmHWM`` read from ``/proc/self/status`` by the
    child process that did the work, one fresh process per run.
 
+4. Harder posteriors (corrections to #15): a 100-d AR(1) Gaussian (rho = 0.9) and Neal's
+   funnel (d = 10), NUTS with per-chain adaptation in ulam and BlackJAX: min bulk ESS/s,
+   leapfrog steps per draw, divergences.
+
 The headline ulam row uses the anchors' adaptation (per-chain windowed adaptation, same warm-up
 length and target acceptance); pooled adaptation is a separate, labelled row. A timed call
 that compiled anything (NumPyro's ``MCMC.run`` may) is repeated and the repeat is timed, so
@@ -329,6 +333,77 @@ def hmc_section(repeats, num_steps=2000, dim=100):
     return out
 
 
+# -- harder posteriors: ulam per-chain vs BlackJAX per-chain (corrections #15) ----------------------------
+
+
+def _ar1_gaussian(dim=100, rho=0.9):
+    """A 100-d Gaussian with AR(1) correlations rho^|i-j| (strongly correlated, condition number ~ 360)."""
+    i = np.arange(dim)
+    cov = rho ** np.abs(i[:, None] - i[None, :])
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    return lambda x: -0.5 * x @ prec @ x, dim
+
+
+def _funnel(dim=10):
+    """Neal's funnel, centred: v ~ N(0, 3^2), x_i | v ~ N(0, e^v), i = 1..dim-1 (a hierarchy's geometry)."""
+    def logp(z):
+        v, x = z[0], z[1:]
+        return -0.5 * v**2 / 9.0 - 0.5 * jnp.sum(x**2) * jnp.exp(-v) - 0.5 * (dim - 1) * v
+    return logp, dim
+
+
+POSTERIORS = {"AR(1) Gaussian, d=100, rho=0.9": _ar1_gaussian, "Neal's funnel, d=10": _funnel}
+
+
+def posteriors_section(repeats=3, num_warmup=NUM_WARMUP, num_draws=NUM_DRAWS):
+    """Per posterior: min bulk ESS per second (steady state, CPU), gradient evaluations per draw and
+    divergences, for ulam (per-chain, default) and BlackJAX's vmapped window adaptation, same key."""
+    import blackjax
+
+    from ulam import mcmc
+
+    out = {}
+    for label, make in POSTERIORS.items():
+        logp, dim = make()
+
+        def ulam_run(key):
+            res = mcmc.sample(logp, key, 0.1 * jax.random.normal(key, (NUM_CHAINS, dim)), num_chains=NUM_CHAINS,
+                              num_warmup=num_warmup, num_draws=num_draws, progress=False)
+            return res.flat_draws, float(np.mean(res.stats["num_grad_evals"])), int(res.num_divergent.sum())
+
+        @jax.jit
+        def bj(key, x0):
+            def one(k, x):
+                k_warm, k_samp = jax.random.split(k)
+                wa = blackjax.window_adaptation(blackjax.nuts, logp, target_acceptance_rate=0.8)
+                (state, params), _ = wa.run(k_warm, x, num_steps=num_warmup)
+                kernel = blackjax.nuts(logp, **params)
+
+                def body(s, kk):
+                    s, info = kernel.step(kk, s)
+                    return s, (s.position, info.num_integration_steps, info.is_divergent)
+
+                return jax.lax.scan(body, state, jax.random.split(k_samp, num_draws))[1]
+
+            return jax.vmap(one)(jax.random.split(key, NUM_CHAINS), x0)
+
+        def bj_run(key):
+            pos, steps, div = jax.block_until_ready(bj(key, 0.1 * jax.random.normal(key, (NUM_CHAINS, dim))))
+            return np.asarray(pos), float(np.mean(steps)), int(np.sum(div))
+
+        rows = {"ulam": [], "BlackJAX": []}
+        for r in range(repeats + 1):  # round 0 compiles and is not counted
+            for name, fn in (("ulam", ulam_run), ("BlackJAX", bj_run))[r % 2:] + (("ulam", ulam_run), ("BlackJAX", bj_run))[: r % 2]:
+                c = time.process_time()
+                draws, grads, div = fn(jax.random.key(100 + r))
+                cpu = time.process_time() - c
+                if r:
+                    rows[name].append(dict(ess_s=min_ess(draws) / cpu, grads=grads, div=div))
+        out[label] = {n: {k: _spread([x[k] for x in v]) for k in ("ess_s", "grads", "div")} for n, v in rows.items()}
+        out[label]["ratio"] = _spread([u["ess_s"] / b["ess_s"] for u, b in zip(rows["ulam"], rows["BlackJAX"])])
+    return out
+
+
 _STREAM_CHILD = r"""
 import sys
 import jax, jax.numpy as jnp
@@ -362,6 +437,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-only", action="store_true", help="only the streaming-memory section (a smoke run)")
+    parser.add_argument("--posteriors-smoke", action="store_true", help="the harder posteriors, tiny sizes (a smoke run)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "benchmarks", "mcmc.md"))
     args = parser.parse_args()
     import blackjax
@@ -369,6 +445,9 @@ def main():
 
     import ulam
 
+    if args.posteriors_smoke:
+        print(posteriors_section(repeats=1, num_warmup=100, num_draws=100))
+        return
     if args.memory_only:
         for (mode, n), (rss, secs) in stream_section().items():
             print(f"{mode} {n}: VmHWM {rss:.0f} MB, {secs:.2f} s")
@@ -381,6 +460,8 @@ def main():
     hmc = hmc_section(max(args.repeats, 5))
     print("streaming memory ...", file=sys.stderr)
     stream = stream_section()
+    print("harder posteriors ...", file=sys.stderr)
+    harder = posteriors_section(max(3, args.repeats // 2))
 
     def fmt(t, digits=0):
         return f"{t[0]:.{digits}f} ({t[1]:.{digits}f}–{t[2]:.{digits}f})"
@@ -479,6 +560,13 @@ def main():
                      f"{stream[('store', n)][0]:.0f} |")
     lines += ["", "The streaming state is 4 chains × 32 batches × 10 coordinates whatever the number of draws; "
               "stored draws take 4 × n × 10 × 4 B plus their sampler statistics."]
+    lines += ["", "## Harder posteriors: NUTS, 4 chains, per-chain adaptation in both libraries", "",
+              "| posterior | library | min bulk ESS/s (CPU) | leapfrog steps / draw | divergences | ulam ÷ BlackJAX |",
+              "|---|---|---|---|---|---|"]
+    for label, r in harder.items():
+        for name in ("ulam", "BlackJAX"):
+            lines.append(f"| {label} | {name} | {fmt(r[name]['ess_s'], 1)} | {fmt(r[name]['grads'], 1)} | "
+                         f"{fmt(r[name]['div'])} | {fmt(r['ratio'], 2) if name == 'ulam' else ''} |")
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -284,3 +284,15 @@ def test_window_schedule_is_stans(num_warmup):
     init = 75 if num_warmup >= 150 else int(0.15 * num_warmup)
     term = 50 if num_warmup >= 150 else int(0.1 * num_warmup)
     assert np.all(slow[init:num_warmup - term]) and not slow[:init].any() and not slow[num_warmup - term:].any()
+
+
+def test_step_size_heuristic_is_stans():
+    # One leapfrog step on N(0, 1) from x with momentum p: Delta H = eps^2 (p^2 - x^2)/2 + O(eps^4) terms;
+    # the heuristic returns eps0 * 2^k, the first power whose acceptance crosses 0.8.
+    logp1 = lambda x: -0.5 * jnp.sum(x**2)
+    state = mcmc.nuts_init(jnp.array([0.7]), logp1)
+    energy = lambda k, e: driver._energy_change(logp1, k, state, e, None)
+    for eps0 in (1e-3, 1.0, 50.0):
+        eps = float(mcmc.find_reasonable_step_size(jax.random.key(2), energy, jnp.float32(eps0)))
+        k = np.log2(eps / eps0)
+        assert abs(k - round(k)) < 1e-6 and 0.1 < eps < 8.0, (eps0, eps)

@@ -8,7 +8,9 @@ r"""Warm-up adaptation: dual-averaging step size and Stan's windowed mass-matrix
      \log\epsilon_t = \mu - \tfrac{\sqrt t}{\gamma}\bar H_t,\quad
      \log\bar\epsilon_t = t^{-\kappa}\log\epsilon_t + (1-t^{-\kappa})\log\bar\epsilon_{t-1},
 
-  :math:`\mu = \log(10\epsilon_0)`, :math:`\gamma=0.05`, :math:`t_0=10`, :math:`\kappa=0.75`.
+  :math:`\mu = \log(10\epsilon_0)`, :math:`\gamma=0.05`, :math:`t_0=10`, :math:`\kappa=0.75`
+  (:math:`\epsilon_0`: the initial step size at the start, the heuristic's step size after a
+  window, as in Stan).
 * Windowed adaptation (Stan Reference Manual, *HMC algorithm parameters*, "Automatic
   parameter tuning"): a fast initial window (75 steps) adapts only the step size; then slow
   windows of 25, 50, 100, … steps each estimate the posterior (co)variance with Welford's
@@ -169,33 +171,37 @@ def window_schedule(num_warmup: int, init_buffer: int = 75, term_buffer: int = 5
 
 
 def find_reasonable_step_size(key, logdensity_and_energy, step_size, max_iter: int = 50):
-    """Stan's step-size initialization: double or halve until one leapfrog step's acceptance crosses 0.8.
+    r"""Stan's step-size initialization (``base_hmc::init_stepsize``), step for step.
 
-    ``logdensity_and_energy(key, step_size)`` returns the energy change of one leapfrog step
-    from the current state with fresh momentum (the caller binds state and metric).
-    Non-finite energy changes count as rejections.
+    One leapfrog step with fresh momentum decides the direction (grow when its acceptance
+    :math:`e^{-\Delta H}` exceeds 0.8, else shrink); then, each time with fresh momentum, the
+    current step size is tried again and doubled (or halved) until its acceptance is on the
+    other side of 0.8; that step size is returned. ``logdensity_and_energy(key, step_size)``
+    returns the energy change :math:`\Delta H` of one leapfrog step from the current state with
+    momentum drawn from ``key`` (the caller binds state and metric); a non-finite change counts
+    as a rejection.
     """
     log_target = jnp.log(0.8)
 
-    def log_acc(eps):
-        delta = logdensity_and_energy(key, eps)
+    def log_acc(k, eps):
+        delta = logdensity_and_energy(k, eps)
         return jnp.where(jnp.isfinite(delta), -delta, -jnp.inf)
 
-    direction = jnp.where(log_acc(step_size) > log_target, 1.0, -1.0)
+    key, k0 = jax.random.split(key)
+    direction = jnp.where(log_acc(k0, step_size) > log_target, 1.0, -1.0)
 
     def cond(c):
-        eps, i, done = c
+        eps, i, done, _ = c
         return ~done & (i < max_iter)
 
     def body(c):
-        eps, i, _ = c
-        new = eps * 2.0**direction
-        la = log_acc(new)
-        crossed = jnp.where(direction > 0, la < log_target, la > log_target)
-        # Keep the last step size on the good side of the threshold when growing.
-        return jnp.where(crossed & (direction > 0), eps, new), i + 1, crossed
+        eps, i, _, key = c
+        key, k = jax.random.split(key)
+        la = log_acc(k, eps)
+        crossed = jnp.where(direction > 0, ~(la > log_target), ~(la < log_target))
+        return jnp.where(crossed, eps, eps * 2.0**direction), i + 1, crossed, key
 
-    eps, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(step_size), 0, jnp.zeros((), bool)))
+    eps, _, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(step_size), 0, jnp.zeros((), bool), key))
     return eps
 
 
@@ -320,12 +326,17 @@ def window_adaptation(
                 new_inv = jax.vmap(regularized_inverse_mass_matrix)(welford)
             inv = jnp.where(t > 0, new_inv, inv)
             welford = jax.tree_util.tree_map(jnp.zeros_like, welford)
-        eps = state.step_size
+        eps0 = eps = state.step_size
         if heuristic:
             eps = step_size_search(key, kernel_states, eps, inv)
             if pooled:
                 eps = _robust_pool_step_size(eps)
         da = dual_averaging_init(eps[0] if pooled else eps)
+        # As Stan: before the first step, dual averaging's shrinkage point is log(10 eps) of the
+        # *initial* step size (the heuristic's result is only where it starts); at each window end,
+        # that of the heuristic's new step size.
+        mu0 = jnp.log(10.0 * (eps0[0] if pooled else eps0))
+        da = da._replace(mu=jnp.where(t == 0, mu0, da.mu))
         return WindowAdaptationState(eps, inv, da, welford)
 
     def observe(state: WindowAdaptationState, t, kernel_states, info):
