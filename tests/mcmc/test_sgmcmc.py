@@ -12,7 +12,7 @@ Both samplers are linear recursions in the position with zero-mean minibatch noi
   without replacement: :math:`N^2/B\cdot(N-B)/(N-1)` times the per-datum gradient covariance,
   averaged over the stationary law). This closed form is the discretisation allowance, exactly.
 
-The draws come from the multi-chain driver (``mcmc.sample`` with ``kernel=mcmc.sgld(...)``), and
+The draws come from the multi-chain driver (``mcmc.sample`` with ``mcmc.sgld_kernel(...) as the target``), and
 the tolerances are the driver's MCSEs.
 """
 
@@ -76,8 +76,8 @@ def _truth(cov):
 
 
 SETTINGS = {
-    "sgld": (mcmc.sgld(GRAD, DATA, B, step_size=0.02), lambda: _sgld_stationary_cov(0.02)),
-    "sghmc": (mcmc.sghmc(GRAD, DATA, B, step_size=0.004, friction=0.2), lambda: _sghmc_stationary_cov(0.004, 0.2)),
+    "sgld": (mcmc.sgld_kernel(GRAD, DATA, B, step_size=0.02), lambda: _sgld_stationary_cov(0.02)),
+    "sghmc": (mcmc.sghmc_kernel(GRAD, DATA, B, step_size=0.004, friction=0.2), lambda: _sghmc_stationary_cov(0.004, 0.2)),
 }
 
 
@@ -85,7 +85,7 @@ SETTINGS = {
 def test_minibatch_sampler_matches_closed_form(name):
     kernel, stationary_cov = SETTINGS[name]
     x0 = jnp.asarray(POST_MEAN, jnp.float32) + 0.3 * jax.random.normal(jax.random.key(1), (4, DIM))
-    res = mcmc.sample(jax.random.key(2), None, x0, kernel=kernel, num_warmup=500, num_draws=4000)
+    res = mcmc.sample(kernel, jax.random.key(2), x0, num_warmup=500, num_draws=4000)
     assert int(np.sum(res.num_divergent)) == 0
     est = res.expectation(_stats)
     cov = stationary_cov()
@@ -95,11 +95,11 @@ def test_minibatch_sampler_matches_closed_form(name):
     # covariance (what an error in the noise scale or the N/B rescaling would approach) is rejected.
     with pytest.raises(AssertionError):
         assert_within_stderr(est, _truth(np.linalg.inv(LAM)), z=4.0)
-    assert np.all(res.summary().rhat < 1.01)
+    assert np.all(res.summary()["r_hat"] < 1.01)
 
 
 def test_sgmcmc_kernel_rejects_bad_batch_size():
     with pytest.raises(ValueError, match=r"batch_size: must lie in \[1, 64\]"):
-        mcmc.sgld(GRAD, DATA, 65, step_size=0.01)
+        mcmc.sgld_kernel(GRAD, DATA, 65, step_size=0.01)
     with pytest.raises(ValueError, match="batch_size"):
-        mcmc.sghmc(GRAD, DATA, 0, step_size=0.01)
+        mcmc.sghmc_kernel(GRAD, DATA, 0, step_size=0.01)

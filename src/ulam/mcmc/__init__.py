@@ -1,57 +1,145 @@
-"""MCMC: pure kernels, warm-up adaptation, and a multi-chain driver with diagnostics.
+"""MCMC: kernel objects, warm-up adaptation as a transform, and a multi-chain driver with diagnostics.
 
-Kernels are ``init(position, logdensity_fn) -> state`` / ``step(key, state, logdensity_fn,
-...) -> (state, info)`` pairs over NamedTuple states: random-walk Metropolis, MALA, ULA,
-preconditioned Langevin, HMC, NUTS, SGLD, SGHMC, elliptical slice sampling.
-:func:`sample` runs many chains with adaptation in one compiled, cached program.
+An adaptable kernel is an :class:`MCMCKernel`: pure ``init(position, logdensity_fn)`` and
+``step(key, state, logdensity_fn, step_size, inverse_mass_matrix)`` over NamedTuple states
+(built-in: :func:`nuts_kernel`, :func:`hmc_kernel`, :func:`mala_kernel`, :func:`rwm_kernel`,
+:func:`ula_kernel`). :func:`window_adaptation` tunes the step size and inverse mass matrix of
+any of them; :func:`sample` runs many chains with that adaptation in one compiled, cached
+program; :func:`run_kernel` is the bare loop of one chain over a ready :class:`Kernel`
+(elliptical slice sampling, SGLD, SGHMC, or an MCMCKernel after :meth:`MCMCKernel.bind`).
 :mod:`ulam.mcmc.averaging` has Langevin dynamics on the sphere with iterate averaging
 (Wei, Damian & Lee 2026).
 """
 
 from ulam.mcmc.adaptation import (
+    WindowAdaptation,
+    WindowAdaptationState,
     dual_averaging_init,
     dual_averaging_step_size,
     dual_averaging_update,
     find_reasonable_step_size,
+    pooled_inverse_mass_matrix,
     regularized_inverse_mass_matrix,
     welford_covariance,
     welford_init,
     welford_update,
+    window_adaptation,
     window_schedule,
 )
-from ulam.mcmc.base import Kernel, SampleInfo, State, leapfrog, metric
-from ulam.mcmc.driver import Run, Sampler, load_checkpoint, sample, save_checkpoint
+from ulam.mcmc.base import Kernel, MCMCKernel, SampleInfo, State, leapfrog, metric
+from ulam.mcmc.driver import (
+    Checkpoint,
+    Run,
+    Sampler,
+    Streaming,
+    load_checkpoint,
+    run_fingerprint,
+    run_kernel,
+    sample,
+    save_checkpoint,
+)
 from ulam.mcmc.elliptical_slice import (
     EllipticalSliceState,
-    elliptical_slice,
     elliptical_slice_init,
+    elliptical_slice_kernel,
     elliptical_slice_step,
 )
-from ulam.mcmc.hmc import hmc, hmc_init, hmc_step
+from ulam.mcmc.hmc import hmc_init, hmc_kernel, hmc_step
 from ulam.mcmc.langevin import (
     langevin_init,
-    mala,
+    mala_kernel,
     mala_step,
-    preconditioned_langevin,
+    preconditioned_langevin_kernel,
     preconditioned_langevin_step,
-    ula,
+    ula_kernel,
     ula_step,
 )
-from ulam.mcmc.nuts import NUTSInfo, nuts, nuts_init, nuts_step
+from ulam.mcmc.nuts import NUTSInfo, nuts_init, nuts_kernel, nuts_step
 from ulam.mcmc.results import MCMCResult, StreamingResult, Summary, chain_expectation
-from ulam.mcmc.rwm import RWMState, rwm, rwm_init, rwm_step
+from ulam.mcmc.rwm import RWMState, rwm_init, rwm_kernel, rwm_step
 from ulam.mcmc.sgmcmc import (
     SGHMCState,
     SGLDState,
     minibatch_gradient,
     run_sgmcmc,
     sample_minibatch,
-    sghmc,
     sghmc_init,
+    sghmc_kernel,
     sghmc_step,
-    sgld,
     sgld_init,
+    sgld_kernel,
     sgld_step,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in {"adaptation"}]
+__all__ = [
+    # driver
+    "sample",
+    "run_kernel",
+    "Sampler",
+    "Run",
+    "Streaming",
+    "Checkpoint",
+    "run_fingerprint",
+    "save_checkpoint",
+    "load_checkpoint",
+    # kernel protocol
+    "MCMCKernel",
+    "Kernel",
+    "State",
+    "SampleInfo",
+    "metric",
+    "leapfrog",
+    # kernels
+    "nuts_kernel",
+    "nuts_init",
+    "nuts_step",
+    "NUTSInfo",
+    "hmc_kernel",
+    "hmc_init",
+    "hmc_step",
+    "mala_kernel",
+    "mala_step",
+    "ula_kernel",
+    "ula_step",
+    "langevin_init",
+    "preconditioned_langevin_kernel",
+    "preconditioned_langevin_step",
+    "rwm_kernel",
+    "rwm_init",
+    "rwm_step",
+    "RWMState",
+    "elliptical_slice_kernel",
+    "elliptical_slice_init",
+    "elliptical_slice_step",
+    "EllipticalSliceState",
+    "sgld_kernel",
+    "sgld_init",
+    "sgld_step",
+    "SGLDState",
+    "sghmc_kernel",
+    "sghmc_init",
+    "sghmc_step",
+    "SGHMCState",
+    "minibatch_gradient",
+    "sample_minibatch",
+    "run_sgmcmc",
+    # adaptation
+    "window_adaptation",
+    "WindowAdaptation",
+    "WindowAdaptationState",
+    "window_schedule",
+    "pooled_inverse_mass_matrix",
+    "dual_averaging_init",
+    "dual_averaging_update",
+    "dual_averaging_step_size",
+    "find_reasonable_step_size",
+    "welford_init",
+    "welford_update",
+    "welford_covariance",
+    "regularized_inverse_mass_matrix",
+    # results
+    "MCMCResult",
+    "StreamingResult",
+    "Summary",
+    "chain_expectation",
+]

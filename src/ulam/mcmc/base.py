@@ -10,20 +10,28 @@ matrix is a ``(d, d)`` matrix over the flattened coordinates.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ulam import checks
+
 __all__ = [
     "State",
     "SampleInfo",
     "Kernel",
+    "MCMCKernel",
     "Metric",
     "metric",
     "leapfrog",
     "check_initial_logdensity",
+    "check_position",
+    "check_logdensity_output",
+    "check_step_size",
+    "check_inverse_mass_matrix",
 ]
 
 Position = Any
@@ -59,10 +67,110 @@ class SampleInfo(NamedTuple):
 
 
 class Kernel(NamedTuple):
-    """A ready-to-run kernel: ``init(position) -> state``, ``step(key, state) -> (state, info)``."""
+    """A ready-to-run kernel with nothing left to tune: ``init(position) -> state``, ``step(key, state) -> (state, info)``.
+
+    :func:`ulam.mcmc.sample` runs it as given (no adaptation); build one from an
+    adaptable :class:`MCMCKernel` with :meth:`MCMCKernel.bind`, or write ``init``/``step``
+    yourself (elliptical slice sampling, SGLD).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> k = mcmc.rwm_kernel().bind(lambda x: -0.5 * jnp.sum(x**2), step_size=0.5)
+      >>> state, info = k.step(jax.random.key(0), k.init(jnp.zeros(2)))
+      >>> info.acceptance_rate.shape
+      ()
+    """
 
     init: Callable
     step: Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class MCMCKernel:
+    r"""An adaptable kernel: pure ``init``/``step`` whose tunable parameters are arguments.
+
+    ``init(position, logdensity_fn) -> state`` and
+    ``step(key, state, logdensity_fn, step_size, inverse_mass_matrix) -> (state, info)``,
+    where ``info`` has at least ``acceptance_rate``, ``is_divergent``, ``energy`` and
+    ``num_grad_evals`` (as :class:`SampleInfo`). Because the step size :math:`\epsilon` and
+    the inverse mass matrix :math:`\Sigma` are arguments, the warm-up adaptation of
+    :func:`ulam.mcmc.window_adaptation` (dual averaging of :math:`\epsilon` to
+    ``target_acceptance``, Stan's windowed estimate of :math:`\Sigma`) applies to any such
+    kernel, built-in or user-written, in the same way (the design of BlackJAX's
+    ``window_adaptation``). Built-in ones: :func:`~ulam.mcmc.nuts_kernel`,
+    :func:`~ulam.mcmc.hmc_kernel`, :func:`~ulam.mcmc.mala_kernel`, :func:`~ulam.mcmc.rwm_kernel`,
+    :func:`~ulam.mcmc.ula_kernel`.
+
+    Fields:
+      init_fn, step_fn: the pure functions; ``step_fn`` also receives ``**dict(options)``.
+      options: static options as a sorted tuple of ``(name, value)`` pairs.
+      target_acceptance: the acceptance statistic dual averaging aims at; ``None`` when the
+        kernel has no accept step (the step size must then be given).
+      step_size_search: apply Stan's initial step-size heuristic (Hamiltonian kernels).
+      default_step_size: ``dim -> float``, the initial step size before adaptation.
+      name: for messages and run fingerprints.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> logp = lambda x: -0.5 * jnp.sum(x**2)
+      >>> k = mcmc.mala_kernel()
+      >>> s, info = k.step(jax.random.key(0), k.init(jnp.zeros(2), logp), logp, 0.5, jnp.ones(2))
+      >>> bool(info.acceptance_rate >= 0)
+      True
+    """
+
+    init_fn: Callable
+    step_fn: Callable
+    options: tuple = ()
+    target_acceptance: float | None = 0.8
+    step_size_search: bool = False
+    default_step_size: Callable[[int], float] = lambda dim: 1.0
+    name: str = "custom"
+
+    def init(self, position, logdensity_fn):
+        return self.init_fn(position, logdensity_fn)
+
+    def step(self, key, state, logdensity_fn, step_size, inverse_mass_matrix=None):
+        return self.step_fn(key, state, logdensity_fn, step_size, inverse_mass_matrix, **dict(self.options))
+
+    def bind(self, logdensity_fn, step_size, inverse_mass_matrix=None) -> Kernel:
+        """This kernel with fixed ``logdensity_fn``, step size and inverse mass matrix, as a :class:`Kernel`."""
+        checks.function("logdensity_fn", logdensity_fn, "a function x -> scalar log-density")
+        check_step_size(step_size)
+        check_inverse_mass_matrix(inverse_mass_matrix)
+        return Kernel(
+            lambda position: self.init(position, logdensity_fn),
+            lambda key, state: self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix),
+        )
+
+
+def check_step_size(step_size, name: str = "step_size"):
+    """A step size must be a finite number > 0 (per chain: every entry); skipped under ``jit``."""
+    return checks.positive(name, step_size, do="a step size is the integrator's time step and must be > 0")
+
+
+def check_inverse_mass_matrix(inverse_mass_matrix, name: str = "inverse_mass_matrix"):
+    """A diagonal Σ needs entries > 0, a dense Σ must be symmetric positive definite; ``None`` is the identity."""
+    if inverse_mass_matrix is None or not checks.is_concrete(inverse_mass_matrix):
+        return inverse_mass_matrix
+    import numpy as np
+
+    inv = np.asarray(inverse_mass_matrix, dtype=float)
+    if inv.ndim <= 1 or (inv.ndim == 2 and inv.shape[0] != inv.shape[1]):
+        # A diagonal, or a batch of diagonals (chains, d).
+        checks.positive(name, inv, do="the diagonal of Σ holds posterior variances")
+    else:
+        checks.positive_semidefinite(name, inv, strict=True)
+    return inverse_mass_matrix
+
+
+def check_logdensity_output(logdensity_fn, position, name: str = "logdensity_fn"):
+    """Trace ``logdensity_fn`` at ``position`` (no FLOPs): it must return one real scalar."""
+    out = jax.eval_shape(logdensity_fn, position)
+    checks.callback_output(name, out, shape=(), what="a scalar log-density")
+    return out
 
 
 class Metric(NamedTuple):
@@ -94,6 +202,7 @@ def metric(inverse_mass_matrix) -> Metric:
             noise_logpdf=lambda v: -0.5 * jnp.dot(v, v),
             momentum_from_normal=lambda xi: xi,
         )
+    check_inverse_mass_matrix(inverse_mass_matrix)
     inv = jnp.asarray(inverse_mass_matrix)
     if inv.ndim == 1:
         sqrt_inv = jnp.sqrt(inv)
@@ -169,13 +278,16 @@ def leapfrog(value_and_grad, z, p, grad, step_size, velocity):
 
 def init_with_grad(position, logdensity_fn: LogDensity) -> State:
     """The common ``init``: evaluate log-density and gradient; refuse a non-finite start."""
-    _check_position(position)
+    check_position(position)
+    checks.function("logdensity_fn", logdensity_fn, "a function x -> scalar log-density")
+    check_logdensity_output(logdensity_fn, position)
     logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
     check_initial_logdensity(logdensity, grad)
     return State(position, logdensity, grad)
 
 
-def _check_position(position):
+def check_position(position):
+    """A position: a non-empty pytree of floating-point arrays."""
     leaves = jax.tree_util.tree_leaves(position)
     if not leaves:
         raise ValueError("position: expected at least one array, got an empty pytree")
@@ -193,10 +305,9 @@ def check_initial_logdensity(logdensity, grad=None) -> None:
     Only concrete values are checked: under ``jit`` the check is skipped (the
     driver :func:`ulam.mcmc.sample` checks before it compiles).
     """
-    if jnp.ndim(logdensity) != 0:
-        raise ValueError(
-            f"logdensity_fn: must return a scalar for one position, got shape {jnp.shape(logdensity)}"
-        )
+    # checks.callback_output is given the shape and dtype only: it would convert a tracer.
+    abstract = jax.ShapeDtypeStruct(jnp.shape(logdensity), jnp.result_type(logdensity))
+    checks.callback_output("logdensity_fn", abstract, shape=(), what="a scalar log-density")
     if isinstance(logdensity, jax.core.Tracer):
         return
     value = float(logdensity)

@@ -2,19 +2,20 @@ r"""The multi-chain driver: warm-up, sampling, thinning, progress, streaming, ch
 
 :func:`sample` runs ``num_chains`` chains of one kernel in a single compiled program: the
 chains are ``vmap``-ed inside each step, the steps are a ``lax.fori_loop`` whose body also
-carries the warm-up adaptation (dual-averaging step size and Stan's windowed mass-matrix
-estimate; masked off after warm-up), so the kernel is traced and compiled **once** per run,
-and the jitted program is cached: a second call with the same target, settings and shapes
-compiles nothing. The step keys are ``fold_in(key, t)`` for global step ``t``, so a run cut
-into segments (for progress, checkpoints, or a resumed job) gives the same draws bit for
-bit as an uninterrupted one.
+carries the warm-up adaptation (:func:`~ulam.mcmc.window_adaptation`, a pure transform over
+any :class:`~ulam.mcmc.MCMCKernel`; masked off after warm-up), so the kernel is traced and
+compiled **once** per run, and the jitted program is cached: a second call with the same
+target, settings and shapes compiles nothing (switching ``progress`` on or off included).
+The step keys are ``fold_in(key, t)`` for global step ``t``, so a run cut into segments (for
+progress, checkpoints, or a resumed job) gives the same draws bit for bit as an
+uninterrupted one. :func:`run_kernel` is the bare loop of one chain.
 
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from ulam import mcmc
   >>> logp = lambda x: -0.5 * jnp.sum(x**2)
-  >>> res = mcmc.sample(jax.random.key(0), logp, jnp.zeros((2, 3)), num_chains=2,
-  ...                   num_warmup=200, num_draws=200)
+  >>> res = mcmc.sample(logp, jax.random.key(0), jnp.zeros((2, 3)), num_chains=2,
+  ...                   num_warmup=200, num_draws=200, progress=False)
   >>> res.draws.shape
   (2, 200, 3)
 """
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import pickle
 import sys
 import time
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -34,42 +37,82 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ulam import checks
 from ulam.mcmc import adaptation as ad
-from ulam.mcmc.base import Kernel, State, flat_logdensity, leapfrog, metric, ravel
-from ulam.mcmc.hmc import hmc_init, hmc_step
-from ulam.mcmc.langevin import langevin_init, mala_step, ula_step
-from ulam.mcmc.nuts import nuts_init, nuts_step
+from ulam.mcmc.base import (
+    Kernel,
+    MCMCKernel,
+    State,
+    check_inverse_mass_matrix,
+    check_step_size,
+    flat_logdensity,
+    leapfrog,
+    metric,
+    ravel,
+)
+from ulam.mcmc.hmc import hmc_kernel
+from ulam.mcmc.langevin import mala_kernel, ula_kernel
+from ulam.mcmc.nuts import nuts_kernel
 from ulam.mcmc.results import MCMCResult, StreamingResult
-from ulam.mcmc.rwm import rwm_init, rwm_step
-from ulam.mcmc.streaming import StreamStats, stream_init, stream_update
+from ulam.mcmc.rwm import rwm_kernel
+from ulam.mcmc.streaming import stream_init, stream_update
 
-__all__ = ["sample", "Sampler", "Run", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "sample",
+    "run_kernel",
+    "Sampler",
+    "Run",
+    "Streaming",
+    "Checkpoint",
+    "run_fingerprint",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+KERNELS = {"nuts": nuts_kernel, "hmc": hmc_kernel, "mala": mala_kernel, "rwm": rwm_kernel, "ula": ula_kernel}
 
 
 @dataclasses.dataclass(frozen=True)
-class _Spec:
-    init: Callable
-    step: Callable
-    options: tuple
-    target: float | None
-    hamiltonian: bool
+class Streaming:
+    """Keep only running statistics (constant memory in ``num_draws``, :mod:`ulam.mcmc.streaming`).
+
+    ``num_batches`` batches per chain for batch-means MCSE; ``fn`` maps a flat position to the
+    vector whose statistics are kept (default: the position).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.Streaming(num_batches=16).num_batches
+      16
+    """
+
+    num_batches: int = 32
+    fn: Callable | None = None
 
 
-_KERNELS = {
-    "nuts": _Spec(nuts_init, nuts_step, ("max_tree_depth", "max_energy_error"), 0.8, True),
-    "hmc": _Spec(hmc_init, hmc_step, ("num_integration_steps", "max_energy_error"), 0.8, True),
-    "mala": _Spec(langevin_init, mala_step, (), 0.574, False),
-    "rwm": _Spec(rwm_init, rwm_step, (), 0.234, False),
-    "ula": _Spec(langevin_init, ula_step, (), None, False),
-}
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Save the run to ``path`` every ``every`` steps and resume from it when the file exists.
+
+    The file stores a fingerprint of the run (:func:`run_fingerprint`); resuming a different
+    run is refused, naming what differs, unless ``force=True``. ``run_id`` replaces the hash
+    of the log-density's jaxpr as the target's identity (use it when the target closes over
+    data that you know has not changed, or to version runs yourself).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.Checkpoint("run.pkl", every=500).every
+      500
+    """
+
+    path: str | os.PathLike
+    every: int | None = None
+    run_id: str | None = None
+    force: bool = False
 
 
 class _Carry(NamedTuple):
     states: Any
-    step_size: jax.Array  # (chains,)
-    inverse_mass_matrix: jax.Array  # (chains, d) or (chains, d, d)
-    dual_averaging: ad.DualAveragingState  # (chains,) fields, or scalars when pooled
-    welford: ad.WelfordState  # batched over chains, or pooled
+    adapt: ad.WindowAdaptationState
     num_divergent: jax.Array  # (chains,) during sampling
     num_divergent_warmup: jax.Array  # (chains,)
     sum_acceptance: jax.Array  # (chains,) during sampling
@@ -80,8 +123,7 @@ class _Carry(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class _Config:
     logdensity_fn: Any
-    kernel: Any  # a name in _KERNELS, or a Kernel
-    kernel_options: tuple
+    kernel: Any  # an MCMCKernel, or a ready Kernel
     num_warmup: int
     num_draws: int
     thin: int
@@ -92,7 +134,6 @@ class _Config:
     target_acceptance: float
     stream_batches: int
     stream_fn: Any
-    progress_every: int
     initial_step_search: bool
     chunk: int
 
@@ -143,12 +184,10 @@ def _tick(t):
 def _kernel_step(cfg: _Config):
     if isinstance(cfg.kernel, Kernel):
         return lambda key, state, step_size, inv: cfg.kernel.step(key, state)
-    spec = _KERNELS[cfg.kernel]
-    options = dict(cfg.kernel_options)
     inv_is_none = cfg.metric == "identity"
 
     def step(key, state, step_size, inv):
-        return spec.step(key, state, cfg.logdensity_fn, step_size, None if inv_is_none else inv, **options)
+        return cfg.kernel.step(key, state, cfg.logdensity_fn, step_size, None if inv_is_none else inv)
 
     return step
 
@@ -163,106 +202,88 @@ def _energy_change(logdensity_fn, key, state: State, step_size, inv):
     return -ld1 + m.kinetic_energy(p1) - h0
 
 
+def _adaptation(cfg: _Config) -> ad.WindowAdaptation:
+    identity_metric = cfg.metric == "identity"
+    search = None
+    if isinstance(cfg.kernel, MCMCKernel) and cfg.kernel.step_size_search:
+
+        def search(key, states, step_size, inv):
+            keys = jax.random.split(key, step_size.shape[0])
+            return jax.vmap(
+                lambda k, s, e, i: ad.find_reasonable_step_size(
+                    k, lambda kk, ee: _energy_change(cfg.logdensity_fn, kk, s, ee, None if identity_metric else i), e
+                )
+            )(keys, states, step_size, inv)
+
+    return ad.window_adaptation(
+        cfg.num_warmup,
+        mode="pooled" if cfg.adapt == "pooled" else "per_chain",
+        metric=cfg.metric,
+        target_acceptance=cfg.target_acceptance,
+        adapt_step_size=cfg.adapt_step_size,
+        adapt_mass_matrix=cfg.adapt_mass_matrix,
+        step_size_search=search,
+        search_at_start=cfg.initial_step_search,
+    )
+
+
+def _with_lp(carry: _Carry, info):
+    """The step's info with the log-density of the new state (ArviZ's ``lp``) when the state has one."""
+    lp = getattr(carry.states, "logdensity", None)
+    if lp is None:
+        return info
+    return _InfoLp(info, lp)
+
+
+class _InfoLp(NamedTuple):
+    info: Any
+    logdensity: jax.Array
+
+
 @functools.lru_cache(maxsize=64)
 def _program(cfg: _Config):
     """The jitted segment runner for one configuration (cached: same config, no recompilation)."""
     kernel_step = _kernel_step(cfg)
     warm = cfg.num_warmup
-    slow_np, end_np = ad.window_schedule(warm)
-    slow = jnp.asarray(np.concatenate([slow_np, [False]]))
-    end = jnp.asarray(np.concatenate([end_np, [False]]))
-    pooled = cfg.adapt == "pooled"
-    heuristic = isinstance(cfg.kernel, str) and _KERNELS[cfg.kernel].hamiltonian and cfg.adapt_step_size
-    identity_metric = cfg.metric == "identity"
-    initial_search = heuristic and cfg.initial_step_search
+    adaptation = _adaptation(cfg)
 
     def flat_positions(states):
         return jax.vmap(lambda s: ravel(s.position))(states)
 
-    def retune_step_size(key, states, step_size, inv):
-        keys = jax.random.split(key, step_size.shape[0])
-        eps = jax.vmap(
-            lambda k, s, e, i: ad.find_reasonable_step_size(
-                k, lambda kk, ee: _energy_change(cfg.logdensity_fn, kk, s, ee, None if identity_metric else i), e
-            )
-        )(keys, states, step_size, inv)
-        if pooled:
-            eps = jnp.broadcast_to(jnp.exp(jnp.mean(jnp.log(eps))), eps.shape)
-        return eps
-
-    def retune(carry: _Carry, t, key):
-        """At t = 0 (initial step size) or right after a slow window closed (new metric)."""
-        inv, welford = carry.inverse_mass_matrix, carry.welford
-        if cfg.adapt_mass_matrix:
-            if pooled:
-                new_inv = jnp.broadcast_to(ad.regularized_inverse_mass_matrix(welford), inv.shape)
-            else:
-                new_inv = jax.vmap(ad.regularized_inverse_mass_matrix)(welford)
-            inv = jnp.where(t > 0, new_inv, inv)
-            welford = jax.tree_util.tree_map(jnp.zeros_like, welford)
-        eps = carry.step_size
-        if heuristic:
-            eps = retune_step_size(key, carry.states, eps, inv)
-        da = ad.dual_averaging_init(eps[0] if pooled else eps)
-        return carry._replace(inverse_mass_matrix=inv, welford=welford, step_size=eps, dual_averaging=da)
+    def step_keys(key, t):
+        return jax.random.split(jax.random.fold_in(key, t))
 
     def one_step(t, key, carry: _Carry):
-        num_chains = carry.step_size.shape[0]
-        k_t = jax.random.fold_in(key, t)
-        k_step, k_adapt = jax.random.split(k_t)
-        if warm > 0 and (cfg.adapt_mass_matrix or initial_search):
-            after_window = end[jnp.clip(t - 1, 0, warm)] & (t > 0) & (t <= warm)
-            due = after_window | ((t == 0) & initial_search)
-            carry = jax.lax.cond(due, retune, lambda c, t, k: c, carry, t, k_adapt)
-        states, info = jax.vmap(kernel_step)(
-            jax.random.split(k_step, num_chains), carry.states, carry.step_size, carry.inverse_mass_matrix
+        num_chains = carry.adapt.step_size.shape[0]
+        k_step, k_adapt = step_keys(key, t)
+        adapt = jax.lax.cond(
+            t == 0, lambda a: adaptation.update(a, t - 1, k_adapt, carry.states, None), lambda a: a, carry.adapt
         )
+        step_size, inv = adaptation.final(adapt)
+        states, info = jax.vmap(kernel_step)(jax.random.split(k_step, num_chains), carry.states, step_size, inv)
         in_warmup = t < warm
         div = info.is_divergent.astype(jnp.int32)
+        adapt = adaptation.update(adapt, t, step_keys(key, t + 1)[1], states, info)
         carry = carry._replace(
             states=states,
+            adapt=adapt,
             num_divergent_warmup=carry.num_divergent_warmup + jnp.where(in_warmup, div, 0),
             num_divergent=carry.num_divergent + jnp.where(in_warmup, 0, div),
             sum_acceptance=carry.sum_acceptance + jnp.where(in_warmup, 0.0, info.acceptance_rate),
             num_grad_evals=carry.num_grad_evals + jnp.where(in_warmup, 0, info.num_grad_evals),
         )
-        if warm == 0:
-            return carry, info
-        tc = jnp.minimum(t, warm)
-        if cfg.adapt_step_size:
-            acc = info.acceptance_rate
-            update = functools.partial(ad.dual_averaging_update, target=cfg.target_acceptance)
-            da = update(carry.dual_averaging, jnp.mean(acc)) if pooled else jax.vmap(update)(carry.dual_averaging, acc)
-            eps = jnp.exp(jnp.where(t == warm - 1, da.log_step_size_avg, da.log_step_size))
-            eps = jnp.broadcast_to(eps, carry.step_size.shape)
-            carry = carry._replace(
-                dual_averaging=jax.tree_util.tree_map(lambda a, b: jnp.where(in_warmup, a, b), da, carry.dual_averaging),
-                step_size=jnp.where(in_warmup, eps, carry.step_size),
-            )
-        if cfg.adapt_mass_matrix:
-            x = flat_positions(states)
-            if pooled:
-                batch = ad.WelfordState(
-                    jnp.asarray(x.shape[0], x.dtype), x.mean(0),
-                    ((x - x.mean(0)).T @ (x - x.mean(0))) if cfg.metric == "dense" else ((x - x.mean(0)) ** 2).sum(0),
-                )
-                welford = ad.welford_merge(carry.welford, batch)
-            else:
-                welford = jax.vmap(ad.welford_update)(carry.welford, x)
-            take = in_warmup & slow[tc]
-            carry = carry._replace(
-                welford=jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), welford, carry.welford)
-            )
         return carry, info
 
-    def segment(key, carry: _Carry, t0, num_steps, first_kept):
-        """Run steps ``t0 .. t0 + num_steps - 1``; kept draw ``j`` goes to buffer row ``j - first_kept``."""
-        num_chains = carry.step_size.shape[0]
+    def segment(key, carry: _Carry, t0, num_steps, first_kept, progress_every):
+        """Run steps ``t0 .. t0 + num_steps - 1``; kept draw ``j`` goes to buffer row ``j - first_kept``.
+
+        ``progress_every`` is an argument, not part of the configuration: switching the progress
+        bar on or off does not recompile.
+        """
+        num_chains = carry.adapt.step_size.shape[0]
         dim = flat_positions(carry.states).shape[-1]
-        dtype = carry.step_size.dtype
-        info_shape = jax.eval_shape(
-            lambda c: one_step(jnp.asarray(warm, jnp.int32), key, c)[1], carry
-        )
+        dtype = carry.adapt.step_size.dtype
+        info_shape = jax.eval_shape(lambda c: _with_lp(*one_step(jnp.asarray(warm, jnp.int32), key, c)), carry)
         if cfg.stream_batches:
             buffers = ()
         else:
@@ -275,6 +296,7 @@ def _program(cfg: _Config):
             carry, buffers = c
             t = t0 + i
             carry, info = one_step(t, key, carry)
+            info = _with_lp(carry, info)
             keep = (t >= warm) & ((t - warm + 1) % cfg.thin == 0)
             draw = (t - warm + 1) // cfg.thin - 1
             if cfg.stream_batches:
@@ -296,12 +318,11 @@ def _program(cfg: _Config):
                     return pos, inf
 
                 buffers = jax.lax.cond(keep, write, lambda b: b, buffers)
-            if cfg.progress_every:
-                jax.lax.cond(
-                    (t + 1) % cfg.progress_every == 0,
-                    lambda: jax.debug.callback(_tick, t),
-                    lambda: None,
-                )
+            jax.lax.cond(
+                (progress_every > 0) & ((t + 1) % jnp.maximum(progress_every, 1) == 0),
+                lambda: jax.debug.callback(_tick, t),
+                lambda: None,
+            )
             return carry, buffers
 
         return jax.lax.fori_loop(0, num_steps, body, (carry, buffers))
@@ -310,8 +331,50 @@ def _program(cfg: _Config):
 
 
 @functools.lru_cache(maxsize=64)
-def _init_program(kernel: str, logdensity_fn):
-    return jax.jit(jax.vmap(lambda x: _KERNELS[kernel].init(x, logdensity_fn)))
+def _init_program(kernel: MCMCKernel, logdensity_fn):
+    return jax.jit(jax.vmap(lambda x: kernel.init(x, logdensity_fn)))
+
+
+def run_kernel(kernel: Kernel, key, initial_state, num_steps: int, *, thin: int = 1):
+    """The bare MCMC loop of one chain: ``num_steps`` steps of a ready :class:`~ulam.mcmc.Kernel`.
+
+    Step ``t`` uses the key ``fold_in(key, t)`` (a run cut in two gives the same draws);
+    every ``thin``-th state is kept. Pure and jit-able (``num_steps`` and ``thin`` static);
+    ``vmap`` it over keys and states for many chains. :func:`sample` adds warm-up
+    adaptation, many chains, diagnostics, progress, streaming and checkpoints.
+
+    Returns ``(final_state, states, infos)`` with ``num_steps // thin`` kept states and infos.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> k = mcmc.mala_kernel().bind(lambda x: -0.5 * jnp.sum(x**2), step_size=0.5)
+      >>> final, states, infos = mcmc.run_kernel(k, jax.random.key(0), k.init(jnp.zeros(2)), 100)
+      >>> states.position.shape
+      (100, 2)
+    """
+    checks.prng_key(key)
+    num_steps = checks.count("num_steps", num_steps)
+    thin = checks.count("thin", thin)
+    if not (isinstance(kernel, Kernel) or (hasattr(kernel, "step") and hasattr(kernel, "init"))):
+        raise TypeError(checks.message("kernel", "a ready Kernel(init, step)", type(kernel).__name__,
+                                       "bind an MCMCKernel first: kernel.bind(logdensity_fn, step_size)"))
+    if isinstance(kernel, MCMCKernel):
+        raise TypeError(checks.message("kernel", "a ready Kernel(init, step)", "an MCMCKernel with nothing bound",
+                                       "use kernel.bind(logdensity_fn, step_size, inverse_mass_matrix)"))
+
+    def body(state, t):
+        state, info = kernel.step(jax.random.fold_in(key, t), state)
+        return state, (state, info)
+
+    def outer(state, j):
+        ts = j * thin + jnp.arange(thin)
+        state, (states, infos) = jax.lax.scan(body, state, ts)
+        last = jax.tree_util.tree_map(lambda x: x[-1], (states, infos))
+        return state, last
+
+    final, (states, infos) = jax.lax.scan(outer, initial_state, jnp.arange(num_steps // thin))
+    return final, states, infos
 
 
 # -- public API ---------------------------------------------------------------------------
@@ -326,19 +389,116 @@ class Run:
     key_data: np.ndarray
     draws: list
     stats: list
-    fingerprint: str
+    fingerprint: dict
     seconds: float = 0.0
 
     @property
     def key(self):
         return jax.random.wrap_key_data(jnp.asarray(self.key_data))
 
+    def __repr__(self) -> str:
+        return f"Run(t={self.t}, kept chunks={len(self.draws)}, seconds={self.seconds:.2f})"
 
-def _fingerprint(cfg: _Config, num_chains: int, dim: int) -> str:
-    kernel = cfg.kernel if isinstance(cfg.kernel, str) else "custom"
-    return repr((kernel, cfg.kernel_options, cfg.num_warmup, cfg.num_draws, cfg.thin, cfg.adapt, cfg.metric,
-                 cfg.adapt_step_size, cfg.adapt_mass_matrix, cfg.target_acceptance, cfg.stream_batches,
-                 num_chains, dim))
+
+def _hash_jaxpr(fn, *args) -> str:
+    closed = jax.make_jaxpr(fn)(*args)
+    h = hashlib.sha256(str(closed.jaxpr).encode())
+    for c in closed.consts:
+        c = np.asarray(c)
+        h.update(f"{c.dtype}{c.shape}".encode())
+        h.update(np.ascontiguousarray(c).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(target, position, *, kernel=None, settings: dict | None = None, run_id: str | None = None) -> dict:
+    """What identifies a run, for refusing to resume a checkpoint of a different one.
+
+    Entries: ``target`` (a SHA-256 of the log-density's jaxpr at ``position`` and of the
+    constants it closes over, e.g. the data; or the user's ``run_id``), ``position``
+    (tree structure, shapes and dtypes of one chain's position), ``kernel`` (its name and
+    options; for a ready :class:`~ulam.mcmc.Kernel` the hash of its traced step),
+    ``settings`` (counts, adaptation, metric, ...) and ``ulam`` (the library version).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> fp = mcmc.run_fingerprint(lambda x: -jnp.sum(x**2), jnp.zeros(2), kernel=mcmc.nuts_kernel())
+      >>> sorted(fp)
+      ['kernel', 'position', 'settings', 'target', 'ulam']
+    """
+    import ulam
+
+    leaves, treedef = jax.tree_util.tree_flatten(position)
+    shapes = str(treedef) + ";" + ",".join(f"{jnp.result_type(x)}{tuple(np.shape(x))}" for x in leaves)
+    if run_id is not None:
+        target_id = f"run_id {run_id}"
+    elif isinstance(target, Kernel) or target is None:
+        target_id = "see kernel"
+    else:
+        target_id = "jaxpr " + _hash_jaxpr(target, position)
+    if isinstance(kernel, MCMCKernel):
+        kernel_id = f"{kernel.name} {dict(kernel.options)}" + (
+            "" if kernel.name in KERNELS else f" step_fn={getattr(kernel.step_fn, '__qualname__', kernel.step_fn)}")
+    elif isinstance(kernel, Kernel):
+        kernel_id = "Kernel " + (f"run_id {run_id}" if run_id is not None else
+                                 _hash_jaxpr(lambda x, k: kernel.step(k, kernel.init(x)), position, jax.random.key(0)))
+    else:
+        kernel_id = repr(kernel)
+    return {
+        "target": target_id,
+        "position": shapes,
+        "kernel": kernel_id,
+        "settings": repr(sorted((settings or {}).items())),
+        "ulam": ulam.__version__,
+    }
+
+
+def _is_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return False
+    return bool(jnp.issubdtype(dtype, jax.dtypes.prng_key)) or (dtype == jnp.uint32 and np.shape(x) == (2,))
+
+
+_DEPRECATED = {
+    "kernel_options": "pass the options to the kernel's constructor, e.g. kernel=mcmc.nuts_kernel(max_tree_depth=8)",
+    "stream_batches": "pass stream=mcmc.Streaming(num_batches=...)",
+    "stream_fn": "pass stream=mcmc.Streaming(fn=...)",
+    "checkpoint_every": "pass checkpoint=mcmc.Checkpoint(path, every=...)",
+}
+
+
+def _deprecated(legacy: dict, stacklevel: int = 3) -> dict:
+    unknown = set(legacy) - set(_DEPRECATED)
+    if unknown:
+        raise TypeError(f"sample: unexpected keyword argument(s) {sorted(unknown)}")
+    for name in legacy:
+        warnings.warn(f"{name} is deprecated; {_DEPRECATED[name]}", DeprecationWarning, stacklevel=stacklevel)
+    return legacy
+
+
+def _resolve_kernel(kernel, kernel_options):
+    if isinstance(kernel, str):
+        checks.one_of("kernel", kernel, list(KERNELS))
+        options = dict(kernel_options or {})
+        try:
+            return KERNELS[kernel](**options)
+        except TypeError:
+            import inspect
+
+            accepted = list(inspect.signature(KERNELS[kernel]).parameters)
+            raise ValueError(
+                checks.message("kernel_options", f"options of {kernel!r} ({', '.join(accepted) or 'none'})",
+                               sorted(options))
+            ) from None
+    if kernel_options:
+        raise ValueError(checks.message("kernel_options", "nothing for a kernel object", sorted(kernel_options),
+                                        "give the options to its constructor"))
+    if isinstance(kernel, (MCMCKernel, Kernel)):
+        return kernel
+    raise TypeError(checks.message(
+        "kernel", f"one of {', '.join(map(repr, KERNELS))}, an MCMCKernel (e.g. mcmc.nuts_kernel()) or a ready Kernel",
+        type(kernel).__name__))
 
 
 class Sampler:
@@ -347,12 +507,22 @@ class Sampler:
     ``init(key, initial_position) -> Run``, ``run(run, num_steps=None) -> Run`` (advance
     ``num_steps`` steps, or to the end), ``result(run)``. A :class:`Run` can be saved with
     :func:`save_checkpoint` and resumed after :func:`load_checkpoint`; the draws are
-    bit-identical to an uninterrupted run with the same key.
+    bit-identical to an uninterrupted run with the same key. The arguments are those of
+    :func:`sample`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> s = mcmc.Sampler(lambda x: -0.5 * jnp.sum(x**2), kernel="rwm", num_chains=2, num_warmup=50,
+      ...                  num_draws=50, progress=False)
+      >>> run = s.run(s.init(jax.random.key(0), jnp.zeros((2, 1))))
+      >>> s.result(run).flat_draws.shape
+      (2, 50, 1)
     """
 
     def __init__(
         self,
-        logdensity_fn,
+        target,
         *,
         kernel="nuts",
         num_chains: int = 4,
@@ -362,76 +532,92 @@ class Sampler:
         step_size=None,
         inverse_mass_matrix=None,
         metric: str = "diag",
-        adapt: str = "pooled",
+        adapt: str = "per_chain",
         target_acceptance: float | None = None,
-        kernel_options: dict | None = None,
-        stream: bool = False,
-        stream_batches: int = 32,
-        stream_fn: Callable | None = None,
-        progress: bool | int = False,
+        stream: bool | Streaming = False,
+        progress: bool | int | None = None,
         chunk_size: int | None = None,
+        run_id: str | None = None,
+        **legacy,
     ):
-        if isinstance(kernel, str):
-            if kernel not in _KERNELS:
-                raise ValueError(f"kernel: expected one of {sorted(_KERNELS)} or a Kernel, got {kernel!r}")
-            spec = _KERNELS[kernel]
-            if logdensity_fn is None or not callable(logdensity_fn):
-                raise TypeError("logdensity_fn: expected a callable x -> scalar log-density")
-            unknown = set(kernel_options or {}) - set(spec.options)
-            if unknown:
-                raise ValueError(
-                    f"kernel_options: {sorted(unknown)} are not options of {kernel!r} (it takes {list(spec.options)})"
-                )
-        elif isinstance(kernel, Kernel):
-            spec = None
-            if kernel_options:
-                raise ValueError("kernel_options: a ready-made Kernel carries its own options")
+        legacy = _deprecated(legacy)
+        self.model = None
+        if _is_numpyro_model(target):
+            self.model = target
+            logdensity_fn = target.logdensity_fn
+        elif isinstance(target, Kernel):
+            logdensity_fn = None
+            kernel = target
+        elif isinstance(target, MCMCKernel):
+            raise TypeError(checks.message(
+                "target", "a log-density function, a NumPyro model or a ready Kernel", "an MCMCKernel",
+                "pass the log-density first and the kernel as kernel=..."))
         else:
-            raise TypeError(f"kernel: expected a name in {sorted(_KERNELS)} or a Kernel(init, step), got {type(kernel)}")
-        for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 0),
-                                 ("num_draws", num_draws, 1), ("thin", thin, 1)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-        if metric not in ("diag", "dense", "identity"):
-            raise ValueError(f"metric: expected 'diag', 'dense' or 'identity', got {metric!r}")
-        if adapt not in ("per_chain", "pooled", "none"):
-            raise ValueError(f"adapt: expected 'per_chain', 'pooled' or 'none', got {adapt!r}")
-        if spec is None or adapt == "none" or num_warmup == 0:
+            logdensity_fn = target
+        if isinstance(kernel, Kernel) and not isinstance(target, Kernel) and target is not None:
+            raise TypeError(checks.message("kernel", "an adaptable kernel when a log-density is given",
+                                           "a ready Kernel", "pass the ready Kernel as the first argument"))
+        kernel = _resolve_kernel(kernel, legacy.get("kernel_options"))
+        if isinstance(kernel, MCMCKernel):
+            checks.function("logdensity_fn", logdensity_fn, "a function x -> scalar log-density")
+        num_chains = checks.count("num_chains", num_chains)
+        num_warmup = checks.count("num_warmup", num_warmup, minimum=0)
+        num_draws = checks.count("num_draws", num_draws)
+        thin = checks.count("thin", thin)
+        checks.one_of("metric", metric, ["diag", "dense", "identity"])
+        checks.one_of("adapt", adapt, ["per_chain", "pooled", "none"])
+        if step_size is not None:
+            check_step_size(step_size)
+        if inverse_mass_matrix is not None:
+            check_inverse_mass_matrix(inverse_mass_matrix)
+        if not isinstance(kernel, MCMCKernel) or adapt == "none" or num_warmup == 0:
             adapt_step = adapt_mass = False
         else:
-            adapt_step = spec.target is not None
+            adapt_step = kernel.target_acceptance is not None
             adapt_mass = metric != "identity" and inverse_mass_matrix is None
-        if spec is not None and spec.target is None and step_size is None:
-            raise ValueError(f"step_size: kernel {kernel!r} has no acceptance step to adapt to; pass step_size")
+        if isinstance(kernel, MCMCKernel) and kernel.target_acceptance is None and step_size is None:
+            raise ValueError(checks.message("step_size", f"a value for kernel {kernel.name!r}", "None",
+                                            "it has no acceptance step to adapt to; pass step_size"))
         if target_acceptance is None:
-            target_acceptance = spec.target if spec is not None and spec.target is not None else 0.8
-        if not 0.0 < target_acceptance < 1.0:
-            raise ValueError(f"target_acceptance: must lie in (0, 1), got {target_acceptance}")
-        if stream and num_draws < stream_batches:
-            raise ValueError(f"num_draws: streaming needs at least stream_batches={stream_batches} draws, got {num_draws}")
-        progress_every = 0
+            target_acceptance = kernel.target_acceptance if isinstance(kernel, MCMCKernel) else None
+            target_acceptance = 0.8 if target_acceptance is None else target_acceptance
+        checks.in_interval("target_acceptance", target_acceptance, 0.0, 1.0, low_open=True, high_open=True)
+        if isinstance(stream, Streaming):
+            streaming = stream
+        elif stream:
+            streaming = Streaming(legacy.get("stream_batches", 32), legacy.get("stream_fn"))
+        else:
+            streaming = None
+        if streaming is not None:
+            checks.count("num_batches", streaming.num_batches, minimum=4)
+            if num_draws < streaming.num_batches:
+                raise ValueError(checks.message(
+                    "num_draws", f"at least num_batches={streaming.num_batches} draws when streaming", num_draws))
+        if progress is None:
+            progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.progress_every = 0
         if progress:
             total = num_warmup + num_draws * thin
-            progress_every = max(1, total // 100) if progress is True else int(progress)
-        self.num_chains = int(num_chains)
+            self.progress_every = max(1, total // 100) if progress is True else checks.count("progress", progress)
+        self.num_chains = num_chains
+        self.kernel = kernel
+        self.run_id = run_id
         self._step_size0 = step_size
         self._inv0 = inverse_mass_matrix
         self._chunk_size = chunk_size
         self._cfg_kwargs = dict(
             logdensity_fn=logdensity_fn,
             kernel=kernel,
-            kernel_options=tuple(sorted((kernel_options or {}).items())),
-            num_warmup=int(num_warmup),
-            num_draws=int(num_draws),
-            thin=int(thin),
+            num_warmup=num_warmup,
+            num_draws=num_draws,
+            thin=thin,
             adapt=adapt,
             metric=metric,
             adapt_step_size=adapt_step,
             adapt_mass_matrix=adapt_mass,
             target_acceptance=float(target_acceptance),
-            stream_batches=int(stream_batches) if stream else 0,
-            stream_fn=stream_fn,
-            progress_every=progress_every,
+            stream_batches=streaming.num_batches if streaming else 0,
+            stream_fn=streaming.fn if streaming else None,
             initial_step_search=step_size is None,
         )
         self.cfg: _Config | None = None
@@ -460,13 +646,24 @@ class Sampler:
                     f"x0 + 0.1 * jax.random.normal(key, ({self.num_chains},) + x0.shape)"
                 )
 
-    def init(self, key, initial_position) -> Run:
+    def init(self, key, initial_position=None) -> Run:
         """Check the starting points, initialize every chain and the adaptation state."""
+        checks.prng_key(key)
+        if initial_position is None:
+            if self.model is None:
+                raise ValueError(checks.message("initial_position", "one starting point per chain", "None"))
+            initial_position = self.model.initial_positions(key, self.num_chains)
         self._check_positions(initial_position)
         initial_position = jax.tree_util.tree_map(jnp.asarray, initial_position)
         kernel = self._cfg_kwargs["kernel"]
         logdensity_fn = self._cfg_kwargs["logdensity_fn"]
-        if isinstance(kernel, str):
+        if isinstance(kernel, MCMCKernel):
+            one0 = jax.tree_util.tree_map(lambda x: x[0], initial_position)
+            try:
+                out = jax.eval_shape(logdensity_fn, one0)
+            except TypeError as e:
+                raise TypeError(f"logdensity_fn: calling it on one chain's position failed: {e}") from e
+            checks.callback_output("logdensity_fn", out, shape=(), what="a scalar log-density")
             states = _init_program(kernel, logdensity_fn)(initial_position)
             ld = np.asarray(states.logdensity)
             bad = np.flatnonzero(~np.isfinite(ld))
@@ -502,8 +699,7 @@ class Sampler:
         cfg = self.cfg
         c = self.num_chains
         if self._step_size0 is None:
-            eps0 = 1.0 if (isinstance(kernel, str) and _KERNELS[kernel].hamiltonian) else (
-                2.38 / np.sqrt(dim) if kernel == "rwm" else 0.5 / dim ** (1 / 3))
+            eps0 = kernel.default_step_size(dim) if isinstance(kernel, MCMCKernel) else 1.0
         else:
             eps0 = self._step_size0
         dtype = np.dtype(dtype)
@@ -520,21 +716,14 @@ class Sampler:
                 f"inverse_mass_matrix: expected shape {expected} (or {(c,) + expected} per chain) for "
                 f"metric={cfg.metric!r}, got {inv.shape}"
             )
-        dense = cfg.metric == "dense"
-        welford = ad.welford_init(dim, dense, dtype, xp=np)
-        da = ad.dual_averaging_init(step_size[0] if cfg.adapt == "pooled" else step_size, xp=np)
-        if cfg.adapt != "pooled":
-            welford = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (c,) + x.shape).copy(), welford)
+        adapt = _adaptation(cfg).init(step_size, inv)
         stream = ()
         if cfg.stream_batches:
             out_dim = dim if cfg.stream_fn is None else jax.eval_shape(cfg.stream_fn, z).shape[0]
             stream = stream_init(c, cfg.stream_batches, out_dim, dtype)
         carry = _Carry(
             states=states,
-            step_size=step_size,
-            inverse_mass_matrix=inv,
-            dual_averaging=da,
-            welford=welford,
+            adapt=adapt,
             num_divergent=np.zeros((c,), np.int32),
             num_divergent_warmup=np.zeros((c,), np.int32),
             sum_acceptance=np.zeros((c,), dtype),
@@ -542,7 +731,20 @@ class Sampler:
             stream=stream,
         )
         key_data = np.asarray(jax.random.key_data(key))
-        return Run(carry, 0, key_data, [], [], _fingerprint(cfg, c, dim))
+        return Run(carry, 0, key_data, [], [], self.fingerprint(one))
+
+    def fingerprint(self, position) -> dict:
+        """:func:`run_fingerprint` of this sampler's run from one chain's ``position``."""
+        cfg = self._cfg_kwargs
+        settings = {k: v for k, v in cfg.items() if k not in ("logdensity_fn", "kernel", "stream_fn")}
+        settings["num_chains"] = self.num_chains
+        settings["step_size"] = None if self._step_size0 is None else np.asarray(self._step_size0).tolist()
+        settings["inverse_mass_matrix"] = (
+            None if self._inv0 is None else hashlib.sha256(np.asarray(self._inv0).tobytes()).hexdigest()[:16])
+        settings["stream_fn"] = None if cfg["stream_fn"] is None else "jaxpr " + _hash_jaxpr(
+            cfg["stream_fn"], ravel_pytree(position)[0])
+        target = cfg["logdensity_fn"] if cfg["logdensity_fn"] is not None else cfg["kernel"]
+        return run_fingerprint(target, position, kernel=cfg["kernel"], settings=settings, run_id=self.run_id)
 
     # -- running ---------------------------------------------------------------------------
     def run(self, run: Run, num_steps: int | None = None) -> Run:
@@ -551,11 +753,11 @@ class Sampler:
             raise RuntimeError("Sampler.run: call init(key, initial_position) (or restore a checkpoint) first")
         cfg = self.cfg
         total = self.total_steps
-        stop = total if num_steps is None else min(total, run.t + int(num_steps))
+        stop = total if num_steps is None else min(total, run.t + checks.count("num_steps", num_steps))
         program = _program(cfg)
         key = run.key
         progress = None
-        if cfg.progress_every:
+        if self.progress_every:
             progress = _Progress(total, run.t, cfg.num_warmup)
             _ACTIVE_PROGRESS.append(progress)
         start_time = time.perf_counter()
@@ -569,7 +771,7 @@ class Sampler:
                 )
                 carry, buffers = program(
                     key, run.carry, jnp.asarray(t0, jnp.int32), jnp.asarray(seg_end - t0, jnp.int32),
-                    jnp.asarray(kept_before, jnp.int32),
+                    jnp.asarray(kept_before, jnp.int32), jnp.asarray(self.progress_every, jnp.int32),
                 )
                 # Wait for the segment before dispatching the next: the next depends on this carry
                 # anyway, and dispatched early its XLA worker thread busy-waits on the carry, taking
@@ -580,12 +782,15 @@ class Sampler:
                 if buffers and n_new > 0:
                     pos, info = jax.device_get(buffers)
                     run.draws.append(np.asarray(pos[:n_new]))
-                    run.stats.append({k: np.asarray(v[:n_new]) for k, v in info._asdict().items()})
+                    fields = info.info._asdict() | {"logdensity": info.logdensity} if isinstance(info, _InfoLp) \
+                        else info._asdict()
+                    run.stats.append({k: np.asarray(v[:n_new]) for k, v in fields.items()})
                 run.carry = carry
                 run.t = seg_end
         finally:
             if progress is not None:
                 jax.block_until_ready(run.carry)
+                jax.effects_barrier()
                 _ACTIVE_PROGRESS.remove(progress)
                 progress.close()
         jax.block_until_ready(run.carry)
@@ -599,8 +804,8 @@ class Sampler:
             raise RuntimeError(f"Sampler.result: the run stopped at step {run.t} of {self.total_steps}; call run() again")
         carry = jax.device_get(run.carry)
         common = dict(
-            step_size=np.asarray(carry.step_size),
-            inverse_mass_matrix=np.asarray(carry.inverse_mass_matrix),
+            step_size=np.asarray(carry.adapt.step_size),
+            inverse_mass_matrix=np.asarray(carry.adapt.inverse_mass_matrix),
             num_divergent=np.asarray(carry.num_divergent),
             num_divergent_warmup=np.asarray(carry.num_divergent_warmup),
             mean_acceptance=np.asarray(carry.sum_acceptance) / (cfg.num_draws * cfg.thin),
@@ -613,13 +818,22 @@ class Sampler:
             return StreamingResult(stats=carry.stream, stream_fn=cfg.stream_fn, unravel=self._unravel, **common)
         flat = np.concatenate(run.draws, axis=0).swapaxes(0, 1)  # (chains, draws, d)
         stats = {k: np.concatenate([s[k] for s in run.stats], axis=0).swapaxes(0, 1) for k in run.stats[0]}
-        return MCMCResult(flat_draws=flat, unravel=self._unravel, stats=stats, final_state=run.carry.states, **common)
+        unravel = self._unravel
+        extra = {}
+        if self.model is not None:
+            flat, unravel, extra = self.model.constrain_draws(flat, self._unravel)
+        return MCMCResult(flat_draws=flat, unravel=unravel, stats=stats, final_state=run.carry.states, **common,
+                          **extra)
+
+
+def _is_numpyro_model(target) -> bool:
+    return getattr(target, "_ulam_numpyro_model", False)
 
 
 def sample(
+    target,
     key,
-    logdensity_fn,
-    initial_position,
+    initial_position=None,
     *,
     kernel="nuts",
     num_chains: int = 4,
@@ -629,80 +843,96 @@ def sample(
     step_size=None,
     inverse_mass_matrix=None,
     metric: str = "diag",
-    adapt: str = "pooled",
+    adapt: str = "per_chain",
     target_acceptance: float | None = None,
-    kernel_options: dict | None = None,
-    stream: bool = False,
-    stream_batches: int = 32,
-    stream_fn: Callable | None = None,
-    progress: bool | int = False,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
+    stream: bool | Streaming = False,
+    progress: bool | int | None = None,
+    checkpoint: str | os.PathLike | Checkpoint | None = None,
+    **legacy,
 ):
     r"""Run ``num_chains`` MCMC chains with warm-up adaptation; return draws and diagnostics.
 
     Args:
-      key: a JAX key; the same key gives the same draws, bit for bit.
-      logdensity_fn: ``x -> scalar`` log of the (unnormalized) target over one position
-        (any pytree). Ignored when ``kernel`` is a ready-made :class:`~ulam.mcmc.Kernel`.
+      target: what is sampled: ``logdensity_fn``, ``x -> scalar`` log of the (unnormalized)
+        target over one position (any pytree); a NumPyro model
+        (:func:`ulam.numpyro_model.numpyro_model`, draws returned in the constrained space); or
+        a ready :class:`~ulam.mcmc.Kernel` (run as given, no adaptation).
+      key: a JAX key (``jax.random.key`` or legacy ``PRNGKey``); the same key gives the same
+        draws, bit for bit. (The old order ``sample(key, logdensity_fn, ...)`` still works for
+        one release, with a ``DeprecationWarning``.)
       initial_position: one starting point per chain: every leaf has a leading axis of size
-        ``num_chains``.
-      kernel: ``"nuts"`` (default), ``"hmc"``, ``"mala"``, ``"rwm"``, ``"ula"``, or a
-        :class:`~ulam.mcmc.Kernel` (run as given, no adaptation).
+        ``num_chains`` (optional for a NumPyro model).
+      kernel: an :class:`~ulam.mcmc.MCMCKernel` (``mcmc.nuts_kernel(max_tree_depth=8)``, or
+        your own), or the name of a built-in one: ``"nuts"`` (default), ``"hmc"``, ``"mala"``,
+        ``"rwm"``, ``"ula"``. Every MCMCKernel gets the same warm-up adaptation.
       num_warmup, num_draws, thin: warm-up steps, kept draws per chain, steps per kept draw.
       step_size: initial (adapted) step size; default: Stan's heuristic for HMC/NUTS.
       inverse_mass_matrix: fixes Σ (no mass-matrix adaptation); default: adapted.
       metric: ``"diag"``, ``"dense"`` or ``"identity"``.
-      adapt: ``"pooled"`` (default: one step size from the chains' mean acceptance and one Σ
-        from all chains' warm-up draws), ``"per_chain"`` (each chain its own step size and Σ,
-        as BlackJAX's vmapped window adaptation, NumPyro and Stan do) or ``"none"``. Pooling is
-        the default because the chains run vmapped in lock step: with one step size and metric
-        their trajectories have similar lengths, so fewer leapfrog steps are spent waiting for
-        the longest chain, and Σ is estimated from ``num_chains`` times as many draws per window
-        (TFP's ``windowed_adaptive_nuts`` likewise shares the step size and variance across
-        chains). On the benchmark's logistic regression it cut warm-up + sampling time by
-        ~20 % at the same ESS (``docs/benchmarks.md``). Use ``"per_chain"`` when chains may
-        settle in different modes and should not share a metric.
+      adapt: ``"per_chain"`` (default: each chain its own step size and Σ, as Stan, NumPyro
+        and BlackJAX do), ``"pooled"`` (one step size from the chains' median acceptance and
+        one Σ from the chains' within-chain estimates, leaving out outlying chains: see
+        :func:`~ulam.mcmc.window_adaptation`) or ``"none"``.
       target_acceptance: dual-averaging target (0.8 for HMC/NUTS, 0.574 MALA, 0.234 RWM).
-      kernel_options: static kernel options (``max_tree_depth``, ``num_integration_steps``, …).
-      stream: keep only running statistics (constant memory in ``num_draws``), see
-        :mod:`ulam.mcmc.streaming`; ``stream_fn`` maps a flat position to the vector whose
-        statistics are kept (default: the position).
-      progress: ``True`` for a progress bar (updated from inside the compiled loop by a host
-        callback about 100 times), or an int: update every that many steps.
-      checkpoint: a file path; the run is saved there every ``checkpoint_every`` steps and,
-        if the file exists when called, resumed from it (same settings required).
+      stream: ``True`` or a :class:`Streaming`: keep only running statistics (constant memory
+        in ``num_draws``), see :mod:`ulam.mcmc.streaming`.
+      progress: a progress bar (updated from inside the compiled loop by a host callback about
+        100 times; an int: every that many steps). Default: on when stderr is a terminal.
+        Switching it does not recompile.
+      checkpoint: a path or a :class:`Checkpoint`; the run is saved there every
+        ``Checkpoint.every`` steps and, if the file exists when called, resumed from it; a
+        checkpoint of a different run is refused (see :func:`run_fingerprint`).
 
     Returns:
       :class:`~ulam.mcmc.MCMCResult` (``draws`` with shape ``(chains, draws, ...)``, ``stats``,
       ``summary()``, ``expectation(f)``, ``to_arviz()``), or a
-      :class:`~ulam.mcmc.StreamingResult` when ``stream=True``.
+      :class:`~ulam.mcmc.StreamingResult` when streaming.
     """
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every: expected a positive integer, got {checkpoint_every!r}")
+    if _is_key(target) and not _is_key(key):
+        warnings.warn(
+            "sample(key, logdensity_fn, ...) is deprecated: the key comes after what is sampled, "
+            "sample(logdensity_fn, key, initial_position, ...)", DeprecationWarning, stacklevel=2)
+        target, key = key, target
+        if target is None:
+            target = kernel
+    checks.prng_key(key)
+    legacy = _deprecated(legacy)
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+        checkpoint = Checkpoint(checkpoint, every=legacy.pop("checkpoint_every", None))
+    legacy.pop("checkpoint_every", None)
+    if checkpoint is not None and checkpoint.every is not None:
+        checks.count("checkpoint.every", checkpoint.every)
     chunk = None
-    if checkpoint is not None and checkpoint_every is not None:
-        chunk = max(1, checkpoint_every // max(1, thin))
-    sampler = Sampler(
-        logdensity_fn, kernel=kernel, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
-        thin=thin, step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, metric=metric, adapt=adapt,
-        target_acceptance=target_acceptance, kernel_options=kernel_options, stream=stream,
-        stream_batches=stream_batches, stream_fn=stream_fn, progress=progress, chunk_size=chunk,
-    )
+    if checkpoint is not None and checkpoint.every is not None:
+        chunk = max(1, checkpoint.every // max(1, thin))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # already warned above
+        sampler = Sampler(
+            target, kernel=kernel, num_chains=num_chains, num_warmup=num_warmup, num_draws=num_draws,
+            thin=thin, step_size=step_size, inverse_mass_matrix=inverse_mass_matrix, metric=metric, adapt=adapt,
+            target_acceptance=target_acceptance, stream=stream, progress=progress, chunk_size=chunk,
+            run_id=None if checkpoint is None else checkpoint.run_id, **legacy,
+        )
     run = sampler.init(key, initial_position)
     if checkpoint is None:
         return sampler.result(sampler.run(run))
-    if os.path.exists(checkpoint):
-        run = load_checkpoint(checkpoint, run)
-    every = checkpoint_every or sampler.total_steps
+    if os.path.exists(checkpoint.path):
+        run = load_checkpoint(checkpoint.path, run, force=checkpoint.force)
+    every = checkpoint.every or sampler.total_steps
     while run.t < sampler.total_steps:
         run = sampler.run(run, every)
-        save_checkpoint(checkpoint, run)
+        save_checkpoint(checkpoint.path, run)
     return sampler.result(run)
 
 
 def save_checkpoint(path, run: Run) -> None:
-    """Write ``run`` to ``path`` atomically (NumPy arrays in a pickle)."""
+    """Write ``run`` (with its fingerprint) to ``path`` atomically (NumPy arrays in a pickle).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> callable(mcmc.save_checkpoint)
+      True
+    """
     payload = dataclasses.replace(run, carry=jax.device_get(run.carry))
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
@@ -710,17 +940,33 @@ def save_checkpoint(path, run: Run) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, like: Run) -> Run:
-    """Read a run saved by :func:`save_checkpoint`; ``like`` (a fresh ``Sampler.init``) checks the settings."""
+def load_checkpoint(path, like: Run, *, force: bool = False) -> Run:
+    """Read a run saved by :func:`save_checkpoint`; ``like`` (a fresh ``Sampler.init``) must be the same run.
+
+    The stored fingerprint (:func:`run_fingerprint`) and key are compared with ``like``'s;
+    a difference raises ``ValueError`` naming what differs, unless ``force=True``.
+
+    Example:
+      >>> from ulam import mcmc
+      >>> callable(mcmc.load_checkpoint)
+      True
+    """
     with open(path, "rb") as f:
         run: Run = pickle.load(f)
-    if run.fingerprint != like.fingerprint:
-        raise ValueError(
-            f"checkpoint: {path} was written by a run with different settings ({run.fingerprint}); "
-            f"expected {like.fingerprint}. Delete it or use another path"
-        )
+    stored = run.fingerprint if isinstance(run.fingerprint, dict) else {"settings": run.fingerprint}
+    differ = [k for k in sorted(set(stored) | set(like.fingerprint)) if stored.get(k) != like.fingerprint.get(k)]
     if not np.array_equal(run.key_data, like.key_data):
-        raise ValueError(f"checkpoint: {path} was written by a run with a different key")
+        differ.append("key")
+    if differ and not force:
+        what = "; ".join(
+            "key differs" if k == "key" else
+            f"{k} differs (checkpoint {stored.get(k, '?')!s:.80}, now {like.fingerprint.get(k, '?')!s:.80})"
+            for k in differ)
+        raise ValueError(
+            f"checkpoint: {path} was written by a different run: {what}; use another path, delete the file, "
+            "or pass Checkpoint(path, force=True) to resume it anyway"
+        )
+    run.fingerprint = like.fingerprint
     run.carry = jax.tree_util.tree_map(
         lambda a, b: jnp.asarray(a, dtype=jnp.asarray(b).dtype), run.carry, like.carry
     )

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ulam.mcmc.base import Kernel, _check_position, check_initial_logdensity
+from ulam.mcmc.base import Kernel, check_position, check_initial_logdensity
 
-__all__ = ["EllipticalSliceState", "EllipticalSliceInfo", "elliptical_slice_init", "elliptical_slice_step", "elliptical_slice"]
+__all__ = ["EllipticalSliceState", "EllipticalSliceInfo", "elliptical_slice_init", "elliptical_slice_step", "elliptical_slice_kernel"]
 
 
 class EllipticalSliceState(NamedTuple):
@@ -35,7 +35,7 @@ class EllipticalSliceInfo(NamedTuple):
 
 def elliptical_slice_init(position, loglikelihood_fn) -> EllipticalSliceState:
     """Start at ``position``; a non-finite log-likelihood there is a ``ValueError``."""
-    _check_position(position)
+    check_position(position)
     ll = loglikelihood_fn(position)
     check_initial_logdensity(ll)
     return EllipticalSliceState(position, ll)
@@ -106,8 +106,18 @@ def elliptical_slice_step(key, state: EllipticalSliceState, loglikelihood_fn, me
     return new, info
 
 
-def elliptical_slice(loglikelihood_fn, mean, cov) -> Kernel:
-    """Elliptical slice sampling as a ``Kernel(init, step)``."""
+def elliptical_slice_kernel(loglikelihood_fn, mean, cov) -> Kernel:
+    """Elliptical slice sampling as a ready :class:`~ulam.mcmc.Kernel` (nothing to tune).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> k = mcmc.elliptical_slice_kernel(lambda x: -0.5 * jnp.sum((x - 1.0) ** 2), 0.0, jnp.ones(2))
+      >>> res = mcmc.sample(k, jax.random.key(0), jnp.zeros((2, 2)), num_chains=2, num_warmup=10,
+      ...                   num_draws=50, progress=False)
+      >>> res.flat_draws.shape
+      (2, 50, 2)
+    """
     return Kernel(
         lambda position: elliptical_slice_init(position, loglikelihood_fn),
         lambda key, state: elliptical_slice_step(key, state, loglikelihood_fn, mean, cov),

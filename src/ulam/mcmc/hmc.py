@@ -5,9 +5,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ulam.mcmc.base import Kernel, SampleInfo, State, flat_logdensity, init_with_grad, leapfrog, metric, ravel
+from ulam import checks
+from ulam.mcmc.base import (
+    MCMCKernel,
+    SampleInfo,
+    State,
+    check_step_size,
+    flat_logdensity,
+    init_with_grad,
+    leapfrog,
+    metric,
+    ravel,
+)
 
-__all__ = ["hmc_init", "hmc_step", "hmc"]
+__all__ = ["hmc_init", "hmc_step", "hmc_kernel"]
 
 _MAX_UNROLL = 16
 
@@ -40,6 +51,9 @@ def hmc_step(
       >>> logp = lambda x: -0.5 * jnp.sum(x**2)
       >>> s, info = hmc_step(jax.random.key(0), hmc_init(jnp.zeros(3), logp), logp, 0.1)
     """
+    check_step_size(step_size)
+    if not isinstance(num_integration_steps, jax.core.Tracer):
+        checks.count("num_integration_steps", num_integration_steps)
     z, unravel, value_and_grad = flat_logdensity(logdensity_fn, state.position)
     g = ravel(state.logdensity_grad)
     m = metric(inverse_mass_matrix)
@@ -77,11 +91,20 @@ def hmc_step(
     return new_state, info
 
 
-def hmc(logdensity_fn, step_size, inverse_mass_matrix=None, num_integration_steps: int = 10) -> Kernel:
-    """HMC as a ``Kernel(init, step)`` with fixed parameters."""
-    return Kernel(
-        lambda position: hmc_init(position, logdensity_fn),
-        lambda key, state: hmc_step(
-            key, state, logdensity_fn, step_size, inverse_mass_matrix, num_integration_steps
-        ),
-    )
+def _unit_step_size(dim: int) -> float:
+    return 1.0
+
+
+def hmc_kernel(num_integration_steps: int = 10, max_energy_error: float = 1000.0) -> MCMCKernel:
+    """HMC as an adaptable :class:`~ulam.mcmc.MCMCKernel` (step size and Σ tuned by the driver's warm-up).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.hmc_kernel(num_integration_steps=5).name
+      'hmc'
+    """
+    checks.count("num_integration_steps", num_integration_steps)
+    checks.positive("max_energy_error", max_energy_error)
+    options = (("max_energy_error", float(max_energy_error)), ("num_integration_steps", int(num_integration_steps)))
+    return MCMCKernel(hmc_init, hmc_step, options, target_acceptance=0.8, step_size_search=True,
+                      default_step_size=_unit_step_size, name="hmc")

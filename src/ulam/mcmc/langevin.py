@@ -17,16 +17,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ulam.mcmc.base import Kernel, SampleInfo, State, finite_or_neg_inf, flat_logdensity, init_with_grad, metric, ravel
+from ulam.mcmc.base import (
+    Kernel,
+    MCMCKernel,
+    SampleInfo,
+    State,
+    check_step_size,
+    finite_or_neg_inf,
+    flat_logdensity,
+    init_with_grad,
+    metric,
+    ravel,
+)
 
 __all__ = [
     "langevin_init",
     "ula_step",
     "mala_step",
     "preconditioned_langevin_step",
-    "ula",
-    "mala",
-    "preconditioned_langevin",
+    "ula_kernel",
+    "mala_kernel",
+    "preconditioned_langevin_kernel",
 ]
 
 
@@ -36,6 +47,7 @@ def langevin_init(position, logdensity_fn) -> State:
 
 
 def _langevin(key, state: State, logdensity_fn, step_size, inverse_mass_matrix, adjusted: bool):
+    check_step_size(step_size)
     z, unravel, value_and_grad = flat_logdensity(logdensity_fn, state.position)
     g = ravel(state.logdensity_grad)
     m = metric(inverse_mass_matrix)
@@ -109,24 +121,45 @@ def preconditioned_langevin_step(key, state: State, logdensity_fn, step_size, pr
     return fn(key, state, logdensity_fn, step_size, preconditioner)
 
 
-def ula(logdensity_fn, step_size, inverse_mass_matrix=None) -> Kernel:
-    """ULA as a ``Kernel(init, step)``."""
-    return Kernel(
-        lambda position: langevin_init(position, logdensity_fn),
-        lambda key, state: ula_step(key, state, logdensity_fn, step_size, inverse_mass_matrix),
-    )
+def _langevin_step_size(dim: int) -> float:
+    return 0.5 / dim ** (1 / 3)
 
 
-def mala(logdensity_fn, step_size, inverse_mass_matrix=None) -> Kernel:
-    """MALA as a ``Kernel(init, step)``."""
-    return Kernel(
-        lambda position: langevin_init(position, logdensity_fn),
-        lambda key, state: mala_step(key, state, logdensity_fn, step_size, inverse_mass_matrix),
-    )
+def ula_kernel() -> MCMCKernel:
+    """ULA as a :class:`~ulam.mcmc.MCMCKernel`: no accept step, so the step size is not adapted (give it);
+    Σ is adapted when the driver estimates a metric.
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.ula_kernel().target_acceptance is None
+      True
+    """
+    return MCMCKernel(langevin_init, ula_step, (), target_acceptance=None, default_step_size=_langevin_step_size,
+                      name="ula")
 
 
-def preconditioned_langevin(logdensity_fn, step_size, preconditioner, adjusted=False) -> Kernel:
-    """Preconditioned (optionally adjusted) Langevin as a ``Kernel(init, step)``."""
+def mala_kernel() -> MCMCKernel:
+    """MALA as an adaptable :class:`~ulam.mcmc.MCMCKernel` (target acceptance 0.574, Roberts & Rosenthal 1998).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.mala_kernel().target_acceptance
+      0.574
+    """
+    return MCMCKernel(langevin_init, mala_step, (), target_acceptance=0.574, default_step_size=_langevin_step_size,
+                      name="mala")
+
+
+def preconditioned_langevin_kernel(logdensity_fn, step_size, preconditioner, adjusted=False) -> Kernel:
+    """Preconditioned (optionally adjusted) Langevin with fixed parameters, as a ready :class:`~ulam.mcmc.Kernel`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> k = mcmc.preconditioned_langevin_kernel(lambda x: -0.5 * jnp.sum(x**2), 0.1, jnp.ones(2))
+      >>> s, info = k.step(jax.random.key(0), k.init(jnp.zeros(2)))
+    """
+    check_step_size(step_size)
     return Kernel(
         lambda position: langevin_init(position, logdensity_fn),
         lambda key, state: preconditioned_langevin_step(

@@ -30,9 +30,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ulam.mcmc.base import Kernel, State, flat_logdensity, init_with_grad, leapfrog, metric, ravel
+from ulam import checks
+from ulam.mcmc.base import (
+    MCMCKernel,
+    State,
+    check_step_size,
+    flat_logdensity,
+    init_with_grad,
+    leapfrog,
+    metric,
+    ravel,
+)
 
-__all__ = ["NUTSInfo", "nuts_init", "nuts_step", "nuts"]
+__all__ = ["NUTSInfo", "nuts_init", "nuts_step", "nuts_kernel"]
 
 
 class NUTSInfo(NamedTuple):
@@ -105,6 +115,9 @@ def nuts_step(
       >>> int(info.tree_depth) >= 1
       True
     """
+    max_tree_depth = checks.count("max_tree_depth", max_tree_depth)
+    check_step_size(step_size)
+    checks.positive("max_energy_error", max_energy_error)
     z0, unravel, value_and_grad = flat_logdensity(logdensity_fn, state.position)
     g0 = ravel(state.logdensity_grad)
     m = metric(inverse_mass_matrix)
@@ -218,9 +231,24 @@ def nuts_step(
     return new_state, info
 
 
-def nuts(logdensity_fn, step_size, inverse_mass_matrix=None, max_tree_depth: int = 10) -> Kernel:
-    """NUTS as a ``Kernel(init, step)`` with fixed parameters."""
-    return Kernel(
-        lambda position: nuts_init(position, logdensity_fn),
-        lambda key, state: nuts_step(key, state, logdensity_fn, step_size, inverse_mass_matrix, max_tree_depth),
-    )
+def _unit_step_size(dim: int) -> float:
+    return 1.0
+
+
+def nuts_kernel(max_tree_depth: int = 10, max_energy_error: float = 1000.0) -> MCMCKernel:
+    """NUTS as an adaptable :class:`~ulam.mcmc.MCMCKernel` (step size and Σ tuned by the driver's warm-up).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam import mcmc
+      >>> logp = lambda x: -0.5 * jnp.sum(x**2)
+      >>> res = mcmc.sample(logp, jax.random.key(0), jnp.zeros((2, 2)), kernel=mcmc.nuts_kernel(max_tree_depth=5),
+      ...                   num_chains=2, num_warmup=100, num_draws=100, progress=False)
+      >>> res.flat_draws.shape
+      (2, 100, 2)
+    """
+    checks.count("max_tree_depth", max_tree_depth)
+    checks.positive("max_energy_error", max_energy_error)
+    options = (("max_energy_error", float(max_energy_error)), ("max_tree_depth", int(max_tree_depth)))
+    return MCMCKernel(nuts_init, nuts_step, options, target_acceptance=0.8, step_size_search=True,
+                      default_step_size=_unit_step_size, name="nuts")

@@ -9,13 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import diagnostics
 from ulam.estimate import Estimate
-from ulam.mcmc import _diag
 from ulam.mcmc.streaming import stream_summary
 
 __all__ = ["MCMCResult", "StreamingResult", "Summary", "chain_expectation"]
 
+def _summary_statistics(draws) -> dict:
+    """``ulam.diagnostics.summary_statistics`` (the one R-hat, ESS and MCSE) as float64 NumPy arrays."""
+    out = diagnostics.summary_statistics(np.asarray(draws))
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+
+
 _COLUMNS = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
+# ArviZ's column names (the DataFrame of summary() uses them).
+_ARVIZ = {"rhat": "r_hat"}
 
 
 @dataclasses.dataclass
@@ -44,6 +52,27 @@ class Summary:
 
     def as_dict(self) -> dict:
         return {c: getattr(self, c) for c in _COLUMNS}
+
+    def to_frame(self):
+        """The table as a pandas DataFrame (ArviZ's column names; ``attrs["num_divergent"]``)."""
+        import pandas as pd
+
+        df = pd.DataFrame({_ARVIZ.get(c, c): np.asarray(getattr(self, c)) for c in _COLUMNS}, index=self.names)
+        df.attrs["num_divergent"] = self.num_divergent
+        return df
+
+
+def _table(summary: Summary):
+    try:
+        return summary.to_frame()
+    except ImportError:  # pragma: no cover - pandas is optional
+        return summary
+
+
+def _range(x) -> str:
+    x = np.asarray(x, float)
+    lo, hi = float(np.min(x)), float(np.max(x))
+    return f"{lo:.3g}" if np.isclose(lo, hi) else f"{lo:.3g}..{hi:.3g}"
 
 
 def _fmt(v, col):
@@ -93,7 +122,7 @@ def chain_expectation(values) -> Estimate:
         if v.ndim < 2 or v.shape[1] < 4:
             raise ValueError(f"values: expected leaves shaped (chains, draws >= 4, ...), got {v.shape}")
         means.append(v.mean(axis=(0, 1)))
-        stats = _diag.summary_statistics(v)
+        stats = _summary_statistics(v)
         mcse = stats["mcse_mean"]
         sd = v.reshape((-1,) + v.shape[2:]).std(axis=0, ddof=1)
         errs.append(mcse)
@@ -122,6 +151,21 @@ class _RunOutput:
     def print_summary(self) -> None:
         print(self.summary())
 
+    def _header(self, kind: str, num_chains: int, num_draws: int, table: Summary) -> str:
+        rhat = np.asarray(table.rhat, float)
+        ess = np.asarray(table.ess_bulk, float)
+        max_rhat = f"{np.nanmax(rhat):.3f}" if np.isfinite(rhat).any() else "nan"
+        min_ess = f"{np.nanmin(ess):.0f}" if np.isfinite(ess).any() else "nan"
+        lines = [
+            f"{kind}: {num_chains} chains x {num_draws} draws (after {self.num_warmup} warm-up"
+            + (f", thin {self.thin}" if self.thin > 1 else "") + f"), {len(table.names)} parameters",
+            f"  divergences: {int(np.sum(self.num_divergent))}   max r_hat: {max_rhat}   min ess_bulk: {min_ess}",
+            f"  step size: {_range(self.step_size)}   mean acceptance: {float(np.mean(self.mean_acceptance)):.3f}"
+            f"   grad evals/draw: {float(np.sum(self.num_grad_evals)) / max(1, num_chains * num_draws):.1f}",
+            f"  wall time: {self.seconds:.2f} s   (.summary() for the table, .draws for the draws)",
+        ]
+        return "\n".join(lines)
+
 
 @dataclasses.dataclass
 class MCMCResult(_RunOutput):
@@ -139,6 +183,7 @@ class MCMCResult(_RunOutput):
     flat_draws: np.ndarray
     stats: dict
     final_state: Any = None
+    model: Any = None  # a ulam.numpyro_model.NumPyroModel when the target was one
 
     @property
     def draws(self):
@@ -153,10 +198,20 @@ class MCMCResult(_RunOutput):
     def num_draws(self) -> int:
         return self.flat_draws.shape[1]
 
-    def summary(self) -> Summary:
-        """Mean, sd, MCSE of the mean, bulk and tail ESS and rank-normalized split R-hat per coordinate."""
+    def summary(self):
+        """Mean, sd, MCSE of the mean, bulk and tail ESS and rank-normalized split R-hat per coordinate.
+
+        A pandas DataFrame (ArviZ's column names, one row per coordinate) when pandas is
+        installed, else a :class:`Summary` that prints as a plain table.
+        """
+        return _table(self._summary())
+
+    def __repr__(self) -> str:
+        return self._header("MCMCResult", self.num_chains, self.num_draws, self._summary())
+
+    def _summary(self) -> Summary:
         x = self.flat_draws
-        stats = _diag.summary_statistics(x)
+        stats = _summary_statistics(x)
         return Summary(
             names=_names(self.unravel, x.shape[-1]),
             mean=x.mean(axis=(0, 1)),
@@ -178,17 +233,50 @@ class MCMCResult(_RunOutput):
         values = draws if f is None else jax.vmap(jax.vmap(f))(draws)
         return chain_expectation(values)
 
-    def to_arviz(self):
-        """An ArviZ ``InferenceData`` with the posterior and the sampler statistics (ArviZ names)."""
-        import arviz as az
+    def to_arviz(self, *, log_likelihood: Callable | None = None, observed_data: dict | None = None,
+                 coords: dict | None = None, dims: dict | None = None):
+        """The run for ArviZ 1.x: an ``xarray.DataTree`` (``arviz_base.from_dict``).
 
+        Groups: ``posterior`` (the draws, by name for a dict position, else ``x``),
+        ``sample_stats`` (ArviZ names: ``lp``, ``diverging``, ``tree_depth``, ``energy``,
+        ``step_size``, ``n_steps``, ``acceptance_rate``), ``log_likelihood`` and
+        ``observed_data``. ``log_likelihood`` is a pointwise log-likelihood, one position ->
+        an array over observations (or a dict of them by name), which makes ``arviz.loo``
+        work; for a NumPyro model both groups come from the model. ``coords``/``dims`` name
+        the axes as in ArviZ (``dims={"beta": ["feature"]}``). Falls back to ArviZ 0.x's
+        ``InferenceData`` when ``arviz_base`` is not installed.
+        """
+        groups = self.arviz_groups(log_likelihood=log_likelihood, observed_data=observed_data)
+        try:
+            import arviz_base
+        except ImportError:
+            import arviz as az
+
+            return az.from_dict(**groups, coords=coords, dims=dims)
+        return arviz_base.from_dict(groups, coords=coords, dims=dims)
+
+    def arviz_groups(self, *, log_likelihood: Callable | None = None, observed_data: dict | None = None) -> dict:
+        """The arrays of :meth:`to_arviz`, as ``{group: {name: array (chains, draws, ...)}}``."""
         draws = jax.tree_util.tree_map(np.asarray, self.draws)
-        posterior = draws if isinstance(draws, dict) else {"x": draws}
-        rename = {"is_divergent": "diverging", "num_grad_evals": "n_steps", "acceptance_rate": "acceptance_rate",
-                  "energy": "energy", "tree_depth": "tree_depth"}
-        sample_stats = {rename.get(k, k): np.asarray(v) for k, v in self.stats.items()}
+        posterior = dict(draws) if isinstance(draws, dict) else {"x": draws}
+        rename = {"is_divergent": "diverging", "num_grad_evals": "n_steps", "logdensity": "lp"}
+        sample_stats = {rename.get(k, k): np.asarray(v) for k, v in self.stats.items() if k != "is_turning"}
         sample_stats["step_size"] = np.broadcast_to(self.step_size[:, None], self.flat_draws.shape[:2])
-        return az.from_dict(posterior=posterior, sample_stats=sample_stats)
+        groups = {"posterior": posterior, "sample_stats": sample_stats}
+        c, n = self.flat_draws.shape[:2]
+        if log_likelihood is not None:
+            ll = jax.vmap(jax.vmap(log_likelihood))(self.draws)
+            ll = dict(ll) if isinstance(ll, dict) else {"obs": ll}
+            groups["log_likelihood"] = {k: np.asarray(v) for k, v in ll.items()}
+        elif self.model is not None:
+            flat = {k: v.reshape((c * n,) + v.shape[2:]) for k, v in posterior.items()}
+            ll = self.model.log_likelihood(flat)
+            groups["log_likelihood"] = {k: np.asarray(v).reshape((c, n) + v.shape[1:]) for k, v in ll.items()}
+        if observed_data is None and self.model is not None:
+            observed_data = self.model.observed_data()
+        if observed_data is not None:
+            groups["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
+        return groups
 
 
 @dataclasses.dataclass
@@ -205,7 +293,15 @@ class StreamingResult(_RunOutput):
     def _table(self) -> dict:
         return stream_summary(self.stats)
 
-    def summary(self) -> Summary:
+    def summary(self):
+        """As :meth:`MCMCResult.summary`, from the running statistics (tail ESS is NaN)."""
+        return _table(self._summary())
+
+    def __repr__(self) -> str:
+        counts = np.asarray(self.stats.count)
+        return self._header("StreamingResult", counts.shape[0], int(counts[0].sum()), self._summary())
+
+    def _summary(self) -> Summary:
         s = self._table()
         dim = s["mean"].shape[0]
         names = _names(self.unravel, dim) if self.stream_fn is None else [f"f[{i}]" for i in range(dim)]

@@ -7,9 +7,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ulam.mcmc.base import Kernel, SampleInfo, _check_position, check_initial_logdensity, finite_or_neg_inf, metric
+from ulam import checks
+from ulam.mcmc.base import (
+    MCMCKernel,
+    SampleInfo,
+    check_initial_logdensity,
+    check_logdensity_output,
+    check_position,
+    check_step_size,
+    finite_or_neg_inf,
+    metric,
+)
 
-__all__ = ["RWMState", "rwm_init", "rwm_step", "rwm"]
+__all__ = ["RWMState", "rwm_init", "rwm_step", "rwm_kernel"]
 
 
 class RWMState(NamedTuple):
@@ -21,7 +31,9 @@ class RWMState(NamedTuple):
 
 def rwm_init(position, logdensity_fn) -> RWMState:
     """Start random-walk Metropolis at ``position``; a non-finite log-density there is a ``ValueError``."""
-    _check_position(position)
+    check_position(position)
+    checks.function("logdensity_fn", logdensity_fn, "a function x -> scalar log-density")
+    check_logdensity_output(logdensity_fn, position)
     logdensity = logdensity_fn(position)
     check_initial_logdensity(logdensity)
     return RWMState(position, logdensity)
@@ -45,6 +57,7 @@ def rwm_step(key, state: RWMState, logdensity_fn, step_size, inverse_mass_matrix
     """
     from jax.flatten_util import ravel_pytree
 
+    check_step_size(step_size)
     z, unravel = ravel_pytree(state.position)
     m = metric(inverse_mass_matrix)
     k_prop, k_acc = jax.random.split(key)
@@ -66,9 +79,17 @@ def rwm_step(key, state: RWMState, logdensity_fn, step_size, inverse_mass_matrix
     return new_state, info
 
 
-def rwm(logdensity_fn, step_size, inverse_mass_matrix=None) -> Kernel:
-    """Random-walk Metropolis as a ``Kernel(init, step)`` with fixed parameters."""
-    return Kernel(
-        init=lambda position: rwm_init(position, logdensity_fn),
-        step=lambda key, state: rwm_step(key, state, logdensity_fn, step_size, inverse_mass_matrix),
-    )
+def _rwm_step_size(dim: int) -> float:
+    return 2.38 / dim**0.5
+
+
+def rwm_kernel() -> MCMCKernel:
+    """Random-walk Metropolis as an adaptable :class:`~ulam.mcmc.MCMCKernel` (target acceptance 0.234,
+    Roberts, Gelman & Gilks 1997; initial scale :math:`2.38/\\sqrt d`).
+
+    Example:
+      >>> from ulam import mcmc
+      >>> mcmc.rwm_kernel().target_acceptance
+      0.234
+    """
+    return MCMCKernel(rwm_init, rwm_step, (), target_acceptance=0.234, default_step_size=_rwm_step_size, name="rwm")

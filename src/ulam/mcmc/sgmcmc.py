@@ -6,8 +6,8 @@ r"""Stochastic-gradient MCMC: SGLD and SGHMC with minibatch gradients.
   :math:`\theta' = \theta + v`, :math:`v' = (1-\alpha)v + \eta\,\widehat{\nabla\log\pi}(\theta') +
   \sqrt{2\alpha\eta T}\,\xi`, with learning rate :math:`\eta` and friction :math:`\alpha`.
 
-Use them through the multi-chain driver with :func:`sgld` / :func:`sghmc`, which fold the
-minibatch draw into a :class:`~ulam.mcmc.Kernel` (``mcmc.sample(key, None, x0, kernel=sgld(...),
+Use them through the multi-chain driver with :func:`sgld_kernel` / :func:`sghmc_kernel`, which fold the
+minibatch draw into a :class:`~ulam.mcmc.Kernel` (``mcmc.sample(sgld_kernel(...), key, x0,
 num_warmup=..., num_draws=...)`` gives draws (chains, draws, ...), ``summary()``, streaming,
 checkpoints); the driver adapts nothing for them, since there is no acceptance step to adapt to.
 :func:`run_sgmcmc` is the bare single-chain loop without diagnostics.
@@ -38,8 +38,8 @@ __all__ = [
     "sghmc_init",
     "sghmc_step",
     "run_sgmcmc",
-    "sgld",
-    "sghmc",
+    "sgld_kernel",
+    "sghmc_kernel",
 ]
 
 
@@ -90,6 +90,7 @@ def _finite_info(g, dtype, n_grad=1):
 
 
 def sgld_init(position) -> SGLDState:
+    """Start SGLD at ``position`` (no log-density is evaluated: SGLD sees only gradient estimates)."""
     return SGLDState(position)
 
 
@@ -113,6 +114,7 @@ def sgld_step(key, state: SGLDState, grad_estimator: Callable, minibatch, step_s
 
 
 def sghmc_init(position) -> SGHMCState:
+    """Start SGHMC at ``position`` with zero velocity."""
     return SGHMCState(position, jax.tree_util.tree_map(jnp.zeros_like, position))
 
 
@@ -159,7 +161,7 @@ def run_sgmcmc(key, step_fn: Callable, state, data, batch_size: int, num_steps: 
     return state, positions, bad
 
 
-def sgld(grad_estimator: Callable, data, batch_size: int, step_size, temperature=1.0) -> Kernel:
+def sgld_kernel(grad_estimator: Callable, data, batch_size: int, step_size, temperature=1.0) -> Kernel:
     """SGLD as a ``Kernel(init, step)``: each step draws a fresh minibatch of ``data`` without replacement.
 
     Example:
@@ -167,9 +169,9 @@ def sgld(grad_estimator: Callable, data, batch_size: int, step_size, temperature
       >>> from ulam import mcmc
       >>> data = jnp.linspace(-1.0, 1.0, 50)[:, None]
       >>> grad = mcmc.minibatch_gradient(lambda w: -0.5 * jnp.sum(w**2), lambda w, x: -0.5 * jnp.sum((x - w) ** 2), 50)
-      >>> kernel = mcmc.sgld(grad, data, batch_size=10, step_size=1e-3)
-      >>> res = mcmc.sample(jax.random.key(0), None, jnp.zeros((2, 1)), kernel=kernel, num_chains=2,
-      ...                   num_warmup=100, num_draws=200)
+      >>> kernel = mcmc.sgld_kernel(grad, data, batch_size=10, step_size=1e-3)
+      >>> res = mcmc.sample(kernel, jax.random.key(0), jnp.zeros((2, 1)), num_chains=2,
+      ...                   num_warmup=100, num_draws=200, progress=False)
       >>> res.flat_draws.shape
       (2, 200, 1)
     """
@@ -183,7 +185,7 @@ def sgld(grad_estimator: Callable, data, batch_size: int, step_size, temperature
     return Kernel(sgld_init, step)
 
 
-def sghmc(grad_estimator: Callable, data, batch_size: int, step_size, friction=0.1, temperature=1.0) -> Kernel:
+def sghmc_kernel(grad_estimator: Callable, data, batch_size: int, step_size, friction=0.1, temperature=1.0) -> Kernel:
     """SGHMC as a ``Kernel(init, step)``: each step draws a fresh minibatch of ``data`` without replacement."""
     sample_minibatch(jax.random.key(0), data, batch_size)
 
