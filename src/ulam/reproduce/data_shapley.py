@@ -56,7 +56,8 @@ def run(ctx) -> Outcome:
     exact = exact_shapley(ua)
     phi = np.asarray(exact.mean, np.float64)
     eff = abs(phi.sum() - (ua.full_score - ua.empty_score))
-    tmc_a = tmc_shapley(ua, ctx.key(1), max_permutations=ctx.size(2000, 5000), batch_size=500, truncation=Truncation())
+    tmc_a = tmc_shapley(ua, ctx.key(1), max_permutations=ctx.size(2000, 5000), batch_size=500, truncation=Truncation(),
+                        progress=False)
     mae = float(np.mean(np.abs(np.asarray(tmc_a.mean) - phi)))
     claims.append(claim("(a) exact: |sum phi - (V(D) - V(empty))|", eff, "<=", 1e-9, paper="efficiency axiom"))
     claims.append(claim("(a) TMC (paper truncation) mean abs error vs exact", mae, "<=", 0.01, paper="issue target 0.01"))
@@ -79,7 +80,8 @@ def run(ctx) -> Outcome:
     is_flipped = np.zeros(n, bool)
     is_flipped[flipped] = True
     ub = jax_utility(knn(k=3), X, y, Xt, yt)
-    tmc = tmc_shapley(ub, ctx.key(2), max_permutations=ctx.size(300, 1000), batch_size=100, truncation=Truncation())
+    tmc = tmc_shapley(ub, ctx.key(2), max_permutations=ctx.size(300, 1000), batch_size=100, truncation=Truncation(),
+                      progress=False)
     loo = leave_one_out(ub)
     bottom = int(0.2 * n)
 
@@ -122,8 +124,9 @@ def run(ctx) -> Outcome:
     # (d) G-Shapley with logistic regression vs TMC on the same learner
     ctx.progress("(d) G-Shapley vs TMC (logistic regression)")
     ul = jax_utility(logistic_regression(), X, y, Xt, yt)
-    gs = g_shapley(ul, ctx.key(3), max_permutations=ctx.size(200, 1000), batch_size=100)
-    tmc_l = tmc_shapley(ul, ctx.key(4), max_permutations=ctx.size(64, 500), batch_size=32, truncation=Truncation())
+    gs = g_shapley(ul, ctx.key(3), max_permutations=ctx.size(200, 1000), batch_size=100, progress=False)
+    tmc_l = tmc_shapley(ul, ctx.key(4), max_permutations=ctx.size(64, 500), batch_size=32, truncation=Truncation(),
+                         progress=False)
     g_found, tl_found = found(gs.mean), found(tmc_l.mean)
     rho = _spearman(np.asarray(gs.mean), np.asarray(tmc_l.mean))
     claims.append(claim("(d) flipped labels in lowest 20% by G-Shapley / random expectation", g_found / random_found,
