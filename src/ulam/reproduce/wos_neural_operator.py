@@ -158,6 +158,25 @@ def run(ctx) -> Outcome:
         ctx.key(2), params0, optimizer, pinn_batch, evaluate=evaluate, checkpoints=checkpoints, **schedule
     )
 
+    # The error ratio is a soft claim (a paper's "better"): measured over seeds, reported with its SE, not gated.
+    # Seed 0 is the run above; seed s > 0 draws its own initial network (shared by both methods) and keys.
+    num_seeds = ctx.size(3, 5)
+    finals = {"wos": [float(h_wos.errors[-1])], "pinn": [float(h_pinn.errors[-1])]}
+    for s in range(1, num_seeds):
+        ctx.progress(f"error ratio over seeds: seed {s + 1} of {num_seeds}")
+        params_s = init_deeponet(jax.random.fold_in(k_model, s), NUM_SENSORS)
+        finals["wos"].append(float(train_weak_supervision(
+            jax.random.fold_in(ctx.key(1), s), params_s, optimizer, sensors, points, wos_labels, batch_size=batch,
+            evaluate=evaluate, checkpoints=[num_epochs], **schedule,
+        )[1].errors[-1]))
+        finals["pinn"].append(float(train_physics_informed(
+            jax.random.fold_in(ctx.key(2), s), params_s, optimizer, pinn_batch, evaluate=evaluate,
+            checkpoints=[num_epochs], **schedule,
+        )[1].errors[-1]))
+    seed_err_ratio = np.asarray(finals["pinn"]) / np.asarray(finals["wos"])  # paired by seed
+    err_ratio_mean = float(seed_err_ratio.mean())
+    err_ratio_se = float(seed_err_ratio.std(ddof=1) / math.sqrt(num_seeds))
+
     e_wos, e_ex, e_pinn = (np.asarray(h.errors) for h in (h_wos, h_ex, h_pinn))
     walks_per_label = WALKS_PER_EPOCH * np.asarray(checkpoints, dtype=float)
     excess = np.sqrt(np.maximum(e_wos**2 - e_ex**2, 1e-12))
@@ -181,7 +200,6 @@ def run(ctx) -> Outcome:
     claims = [
         claim("WoS-label excess error vs walks per label: log-log slope >= -0.66", slope, ">=", -0.66, paper="-1/2"),
         claim("WoS-label excess error vs walks per label: log-log slope <= -0.37", slope, "<=", -0.37, paper="-1/2"),
-        claim("test error ratio physics-informed / WoS at equal steps", err_ratio, ">", 1.0, paper="up to 8.75x"),
         claim("time per step ratio physics-informed / WoS", time_ratio, ">", 1.0, paper="up to 6.31x"),
         claim("memory per step ratio physics-informed / WoS", mem_ratio, ">", 1.0, paper="up to 2.97x"),
     ]
@@ -199,7 +217,9 @@ def run(ctx) -> Outcome:
         markdown_table(
             ["per step", "WoS-NO", "physics-informed", "ratio (paper)"],
             [
-                ["test rel. L2 at the end", float(e_wos[-1]), float(e_pinn[-1]), f"{err_ratio:.3g} (8.75x)"],
+                ["test rel. L2 at the end (seed 0)", float(e_wos[-1]), float(e_pinn[-1]), f"{err_ratio:.3g} (8.75x)"],
+                [f"test rel. L2 at the end, mean over {num_seeds} seeds", float(np.mean(finals["wos"])),
+                 float(np.mean(finals["pinn"])), f"{err_ratio_mean:.3g} ± {err_ratio_se:.2g} (8.75x)"],
                 ["seconds (labels amortised)", t_wos, t_pinn, f"{time_ratio:.3g} (6.31x)"],
                 ["XLA memory plan, KiB", mem_wos / 1024, mem_pinn / 1024, f"{mem_ratio:.3g} (2.97x)"],
             ],
@@ -222,6 +242,10 @@ def run(ctx) -> Outcome:
     plt.close(fig)
 
     notes = (
+        "Reported, not gated (soft claims: a paper's 'better', 'faster', 'smaller'): the physics-informed / WoS "
+        f"test-error ratio, {err_ratio_mean:.3g} ± {err_ratio_se:.2g} (mean ± se over {num_seeds} seeds, paired: "
+        f"each seed draws one initial network for both methods; per seed "
+        f"{', '.join(f'{r:.3g}' for r in seed_err_ratio)}). "
         f"{num_instances} training instances x {num_points} points, {total_steps} Adam steps "
         f"(learning rate 1e-3 with cosine decay to 1e-5, batch {batch}) "
         f"for every method; {WALKS_PER_EPOCH} new walks per label per epoch, folded into the running-mean cache. Test: 200 unseen "
@@ -247,4 +271,8 @@ REPRODUCTION = Reproduction(
     summary="DeepONet on WoS weak labels (running-mean cache) vs exact labels vs physics-informed training at equal "
     "steps: error ~ walks^-1/2 toward the exact-label floor; error, time and memory ratios against the paper's.",
     run=run,
+    changes=(
+        "Gate 'test error ratio physics-informed / WoS at equal steps > 1' (last measured 4.42, one seed, quick) "
+        "dropped: a paper's 'better' is a soft claim; now reported as mean ± se over seeds (paired by seed)."
+    ),
 )
