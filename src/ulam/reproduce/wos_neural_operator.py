@@ -207,7 +207,6 @@ def run(ctx) -> Outcome:
     claims = [
         claim("WoS-label excess error vs walks per label: log-log slope >= -0.66", slope, ">=", -0.66, paper="-1/2"),
         claim("WoS-label excess error vs walks per label: log-log slope <= -0.37", slope, "<=", -0.37, paper="-1/2"),
-        claim("memory per step ratio physics-informed / WoS", mem_ratio, ">", 1.0, paper="up to 2.97x"),
     ]
     rows = [
         [c * steps_per_epoch, int(c * WALKS_PER_EPOCH), float(a), float(b), float(x), float(p)]
@@ -255,7 +254,9 @@ def run(ctx) -> Outcome:
         f"each seed draws one initial network for both methods; per seed "
         f"{', '.join(f'{r:.3g}' for r in seed_err_ratio)}); the time-per-step ratio, {time_ratio_mean:.3g} ± "
         f"{time_ratio_se:.2g} over the same runs (per seed {', '.join(f'{r:.3g}' for r in seed_time_ratio)}), "
-        "which depends on machine load (an earlier run measured 4.45 on an idle machine and 1.44 under load). "
+        "which depends on machine load (an earlier run measured 4.45 on an idle machine and 1.44 under load); "
+        f"and the memory-per-step ratio, {mem_ratio:.3g}, from XLA's plan (deterministic, so no se, but a property "
+        "of this small DeepONet on this backend rather than a statement that can be made exactly). "
         f"{num_instances} training instances x {num_points} points, {total_steps} Adam steps "
         f"(learning rate 1e-3 with cosine decay to 1e-5, batch {batch}) "
         f"for every method; {WALKS_PER_EPOCH} new walks per label per epoch, folded into the running-mean cache. Test: 200 unseen "
@@ -285,6 +286,8 @@ REPRODUCTION = Reproduction(
         "Gate 'test error ratio physics-informed / WoS at equal steps > 1' (last measured 4.42, one seed, quick) "
         "dropped: a paper's 'better' is a soft claim; now reported as mean ± se over seeds (paired by seed). "
         "Gate 'time per step ratio physics-informed / WoS > 1' (last measured 3.00 quick; earlier 4.45 alone and "
-        "1.44 under load) dropped: it depends on machine load; now reported as mean ± se over the same seeds."
+        "1.44 under load) dropped: it depends on machine load; now reported as mean ± se over the same seeds. "
+        "Gate 'memory per step ratio physics-informed / WoS > 1' (last measured 4.05) dropped: a paper's 'smaller' "
+        "for one model and backend is a soft claim; now reported (XLA's memory plan, deterministic)."
     ),
 )
