@@ -101,8 +101,7 @@ def run(ctx) -> Outcome:
     )
     steps, seeds, a0 = ctx.size(150, 500), ctx.size(4, 8), 0.7
     gamma = lambda t: 0.01 / jnp.sqrt(t + 1.0)  # noqa: E731
-    errs = {}
-    traces = {}
+    errs, traces, sq_err = {}, {}, {}
     for est in ("ppg", "paris"):
         fn = jax.jit(
             _over_keys(
@@ -113,9 +112,16 @@ def run(ctx) -> Outcome:
         )
         p = np.asarray(fn(jax.random.split(ctx.key(11), seeds)), float)
         final = p[:, -max(1, steps // 10) :].mean(1)  # average of the last 10% of iterates
-        errs[est] = float(np.sqrt(np.mean((final - mle) ** 2)))
+        sq_err[est] = (final - mle) ** 2
+        errs[est] = float(np.sqrt(np.mean(sq_err[est])))
         traces[est] = p
     learn_ratio = errs["paris"] / max(errs["ppg"], 1e-12)
+    # A soft claim (the paper's "PPG closer"): reported with a bootstrap se over seeds, resampled in pairs
+    # (both estimators run on the same keys), not gated.
+    boot_rng = np.random.default_rng(ctx.seed)
+    idx = boot_rng.integers(0, seeds, size=(2000, seeds))
+    boot = np.sqrt(sq_err["paris"][idx].mean(1)) / np.maximum(np.sqrt(sq_err["ppg"][idx].mean(1)), 1e-12)
+    learn_ratio_se = float(boot.std(ddof=1))
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     costs = [r[1] for r in rows]
@@ -139,13 +145,13 @@ def run(ctx) -> Outcome:
               slope, "<=", -0.6, paper="O(1/N) bias"),
         claim("PPG (N=16, k0=2) |bias| / s.e.", abs(ppg_bias) / ppg_se, "<=", 3.0, paper="unbiased after burn-in"),
         claim("|bias PaRIS N=16| / |bias PPG N=16|", ratio, ">=", 4.0, paper="digest check: 8.7"),
-        claim("learning: RMSE(PaRIS-SA to MLE) / RMSE(PPG-SA to MLE)", learn_ratio, ">=", 1.0, paper="PPG closer"),
     ]
     table = markdown_table(["estimator", "particles x passes", "bias", "s.e.", "RMSE"], rows)
     learn_table = markdown_table(
         ["estimator", "RMSE of final a to MLE", "MLE"],
         [["PPG-SA", errs["ppg"], mle], ["PaRIS-SA", errs["paris"], mle]],
-    )
+    ) + (f"\n\nRMSE(PaRIS-SA) / RMSE(PPG-SA) = {learn_ratio:.3g} ± {learn_ratio_se:.2g} (bootstrap se over the "
+         f"{seeds} paired seeds); paper: PPG closer. Reported, not gated: a soft claim.")
     notes = (
         f"PaRIS bias exponent: {slope:.3f} ± {slope_se:.3f} (weighted least squares of log|bias| on log N over "
         f"N = {', '.join(map(str, ns))}, weights (|bias|/se)^2). "
@@ -166,6 +172,8 @@ REPRODUCTION = Reproduction(
     changes=(
         "The PaRIS bias exponent was fitted to two values of N in quick mode (16, 64); now 4 (16, 32, 64, "
         "128; full 5, to 256) by weighted least squares, reported with its SE; quick replicates 64 -> 128. "
-        "Threshold unchanged (slope <= -0.6)."
+        "Threshold unchanged (slope <= -0.6). "
+        "Gate 'learning: RMSE(PaRIS-SA to MLE) / RMSE(PPG-SA to MLE) >= 1' (paper: PPG closer; last measured 1.395, "
+        "quick, 4 seeds) dropped: a soft claim, now reported with a paired bootstrap se over seeds."
     ),
 )
