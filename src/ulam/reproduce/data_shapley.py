@@ -141,8 +141,6 @@ def run(ctx) -> Outcome:
                              progress=False)
         g_found, tl_found = found(gs.mean), found(tmc_l.mean)
         rho = _spearman(np.asarray(gs.mean), np.asarray(tmc_l.mean))
-        claims_out.append(claim("(d) flipped labels in lowest 20% by G-Shapley / random expectation", g_found / random_found,
-                            ">=", 2.5, paper="G-Shapley label-noise detection"))
         tables_out.append(markdown_table(
             ["(b)/(d) method", "flipped in lowest 20%", "of flipped", "permutations", "mean stderr", "fits / permutation"],
             [["TMC-Shapley, 3-NN", tmc_found, int(is_flipped.sum()), float(tmc.n), float(np.mean(tmc.stderr)),
@@ -188,4 +186,7 @@ REPRODUCTION = Reproduction(
     paper="Ghorbani & Zou 2019, *Data Shapley: Equitable Valuation of Data for Machine Learning* (ICML)",
     summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
     run=run,
+    changes=(
+        "(d) Gate 'flipped labels in lowest 20% by G-Shapley / random expectation >= 2.5' (last measured 5, quick; 5 ± 0 over 3 seeds) dropped: a paper's empirical 'better than random', a soft claim; reported over seeds. "
+    ),
 )
