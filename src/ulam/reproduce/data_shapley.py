@@ -124,8 +124,6 @@ def run(ctx) -> Outcome:
         rand_curve = rand_curves.mean(0)
         # mean held-out accuracy over removal fractions 5..50 % (lower = faster degradation)
         auc = lambda c: float(np.mean(c[1:]))  # noqa: E731
-        claims_out.append(claim("(c) mean held-out acc, remove high-Shapley first, minus random", auc(shap_curve) - auc(rand_curve),
-                            "<", 0.0, paper="Fig. 2: high-value removal hurts most"))
         tables_out.append(markdown_table(
             ["fraction removed", "high Shapley first", "high LOO first", "random (mean of 10)"],
             [[f"{f:.2f}", float(a), float(b), float(c)] for f, a, b, c in zip(fractions, shap_curve, loo_curve, rand_curve)],
@@ -185,6 +183,7 @@ REPRODUCTION = Reproduction(
     summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
     run=run,
     changes=(
+        "(c) Gate 'mean held-out acc, remove high-Shapley first, minus random < 0' (last measured -0.1354, quick; -0.172 ± 0.039 over 3 seeds) dropped: a paper's 'better than random', a soft claim; reported over seeds. "
         "(c) Gate 'mean held-out acc, remove high-Shapley first, minus high-LOO first < 0' (last measured -0.0614, quick; -0.0998 ± 0.040 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
         "(d) Gate 'flipped labels in lowest 20% by G-Shapley / random expectation >= 2.5' (last measured 5, quick; 5 ± 0 over 3 seeds) dropped: a paper's empirical 'better than random', a soft claim; reported over seeds. "
     ),
