@@ -104,8 +104,6 @@ def run(ctx) -> Outcome:
         tmc_found, loo_found = found(tmc.mean), found(loo.mean)
         claims_out.append(claim("(b) flipped labels in lowest 20% by TMC / random expectation", tmc_found / random_found,
                             ">=", 2.5, paper="label noise detection, Fig. 4"))
-        claims_out.append(claim("(b) flipped found by TMC minus found by LOO", tmc_found - loo_found, ">", 0.0,
-                            paper="Shapley beats LOO"))
 
         # (c) removal curves on held-out 3-NN accuracy
         ctx.progress("(c) removal curves")
@@ -183,6 +181,7 @@ REPRODUCTION = Reproduction(
     summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
     run=run,
     changes=(
+        "(b) Gate 'flipped found by TMC minus found by LOO > 0' (last measured 7, quick; 5.67 ± 0.67 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
         "(c) Gate 'mean held-out acc, remove high-Shapley first, minus random < 0' (last measured -0.1354, quick; -0.172 ± 0.039 over 3 seeds) dropped: a paper's 'better than random', a soft claim; reported over seeds. "
         "(c) Gate 'mean held-out acc, remove high-Shapley first, minus high-LOO first < 0' (last measured -0.0614, quick; -0.0998 ± 0.040 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
         "(d) Gate 'flipped labels in lowest 20% by G-Shapley / random expectation >= 2.5' (last measured 5, quick; 5 ± 0 over 3 seeds) dropped: a paper's empirical 'better than random', a soft claim; reported over seeds. "
