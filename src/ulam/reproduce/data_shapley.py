@@ -102,8 +102,6 @@ def run(ctx) -> Outcome:
 
         random_found = 0.2 * is_flipped.sum()
         tmc_found, loo_found = found(tmc.mean), found(loo.mean)
-        claims_out.append(claim("(b) flipped labels in lowest 20% by TMC / random expectation", tmc_found / random_found,
-                            ">=", 2.5, paper="label noise detection, Fig. 4"))
 
         # (c) removal curves on held-out 3-NN accuracy
         ctx.progress("(c) removal curves")
@@ -181,6 +179,7 @@ REPRODUCTION = Reproduction(
     summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
     run=run,
     changes=(
+        "(b) Gate 'flipped labels in lowest 20% by TMC / random expectation >= 2.5' (last measured 5, quick; 4.89 ± 0.11 over 3 seeds) dropped: an empirical 'better than random', a soft claim; reported over seeds. The exact claims of (a), the efficiency axiom and TMC's accuracy against exact enumeration, stay gated. "
         "(b) Gate 'flipped found by TMC minus found by LOO > 0' (last measured 7, quick; 5.67 ± 0.67 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
         "(c) Gate 'mean held-out acc, remove high-Shapley first, minus random < 0' (last measured -0.1354, quick; -0.172 ± 0.039 over 3 seeds) dropped: a paper's 'better than random', a soft claim; reported over seeds. "
         "(c) Gate 'mean held-out acc, remove high-Shapley first, minus high-LOO first < 0' (last measured -0.0614, quick; -0.0998 ± 0.040 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
