@@ -1,14 +1,14 @@
 """Reproduction of Ghorbani & Zou (ICML 2019), *Data Shapley*, at small scale on synthetic 2-class data.
 
-(a) exact Shapley by enumeration (n = 10, 1-NN utility) is efficient, and TMC-Shapley
-    lands within 0.01 mean absolute error of it;
-(b) with 15 % of labels flipped, the lowest-valued 20 % of points hold >= 2.5x more
-    flipped labels than a random 20 %, and more than the lowest 20 % by leave-one-out;
-(c) removing high-Shapley points first lowers held-out accuracy faster than removing
+Gated (exact): (a) exact Shapley by enumeration (n = 10, 1-NN utility) is efficient, and TMC-Shapley
+lands within 0.01 mean absolute error of it.
+Reported over seeds with standard errors, not gated (the paper's empirical "better" claims are soft):
+(b) with 15 % of labels flipped, how many more flipped labels the lowest-valued 20 % of points hold than
+    a random 20 % (the paper's figure: >= 2.5x), and than the lowest 20 % by leave-one-out;
+(c) how much faster removing high-Shapley points first lowers held-out accuracy than removing
     random or high-LOO points;
-(d) G-Shapley (one SGD epoch per permutation, logistic regression) on the same data
-    also finds the flipped labels (>= 2.5x random); its rank agreement with TMC-Shapley
-    on the same learner is reported.
+(d) G-Shapley (one SGD epoch per permutation, logistic regression) on the same data: flipped labels
+    found against random, and its rank agreement with TMC-Shapley on the same learner.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def run(ctx) -> Outcome:
          ["TMC mean stderr", float(np.mean(tmc_a.stderr))], ["TMC MAE vs exact", mae]],
     ))
 
-    def noisy_labels(rng, key_b, key_g, key_l, claims_out, tables_out):
+    def noisy_labels(rng, key_b, key_g, key_l, tables_out):
         """(b)-(d) on one draw of the data and keys; returns the soft figures of this draw."""
         # (b) noisy labels: 3-NN, n = 100 train, 200 test, 15 % flipped
         ctx.progress("(b) noisy-label detection with TMC and LOO")
@@ -150,12 +150,12 @@ def run(ctx) -> Outcome:
 
     # Seed 0 continues the data stream of (a) and is the run the tables show; seeds s > 0 redraw the data,
     # the flipped labels and the keys, so the soft figures come with an se over seeds.
-    per_seed = [noisy_labels(rng, ctx.key(2), ctx.key(3), ctx.key(4), claims, tables)]
+    per_seed = [noisy_labels(rng, ctx.key(2), ctx.key(3), ctx.key(4), tables)]
     num_seeds = ctx.size(3, 5)
     for s in range(1, num_seeds):
         ctx.progress(f"(b)-(d) over seeds: seed {s + 1} of {num_seeds}")
         per_seed.append(noisy_labels(np.random.default_rng([ctx.seed, s]), *(jax.random.fold_in(ctx.key(i), s)
-                                                                            for i in (2, 3, 4)), [], []))
+                                                                            for i in (2, 3, 4)), []))
     rho = per_seed[0]["rho"]
     seed_rows = []
     for name, label in SOFT_FIGURES.items():
@@ -176,13 +176,21 @@ def run(ctx) -> Outcome:
 REPRODUCTION = Reproduction(
     name="data-shapley",
     paper="Ghorbani & Zou 2019, *Data Shapley: Equitable Valuation of Data for Machine Learning* (ICML)",
-    summary="exact vs TMC (n=10), noisy-label detection beats random 2.5x and LOO, removal curves, G-Shapley",
+    summary="exact vs TMC (n=10) gated; noisy-label detection against random and LOO, removal curves and "
+    "G-Shapley reported over seeds with standard errors",
     run=run,
     changes=(
-        "(b) Gate 'flipped labels in lowest 20% by TMC / random expectation >= 2.5' (last measured 5, quick; 4.89 ± 0.11 over 3 seeds) dropped: an empirical 'better than random', a soft claim; reported over seeds. The exact claims of (a), the efficiency axiom and TMC's accuracy against exact enumeration, stay gated. "
-        "(b) Gate 'flipped found by TMC minus found by LOO > 0' (last measured 7, quick; 5.67 ± 0.67 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
-        "(c) Gate 'mean held-out acc, remove high-Shapley first, minus random < 0' (last measured -0.1354, quick; -0.172 ± 0.039 over 3 seeds) dropped: a paper's 'better than random', a soft claim; reported over seeds. "
-        "(c) Gate 'mean held-out acc, remove high-Shapley first, minus high-LOO first < 0' (last measured -0.0614, quick; -0.0998 ± 0.040 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. "
-        "(d) Gate 'flipped labels in lowest 20% by G-Shapley / random expectation >= 2.5' (last measured 5, quick; 5 ± 0 over 3 seeds) dropped: a paper's empirical 'better than random', a soft claim; reported over seeds. "
+        "(b) Gate 'flipped labels in lowest 20% by TMC / random expectation >= 2.5' (last measured 5, quick; 4.89"
+        " ± 0.11 over 3 seeds) dropped: an empirical 'better than random', a soft claim; reported over seeds. The"
+        " exact claims of (a), the efficiency axiom and TMC's accuracy against exact enumeration, stay gated. (b)"
+        " Gate 'flipped found by TMC minus found by LOO > 0' (last measured 7, quick; 5.67 ± 0.67 over 3 seeds) "
+        "dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported over seeds. (c) Gate 'mean "
+        "held-out acc, remove high-Shapley first, minus random < 0' (last measured -0.1354, quick; -0.172 ± 0.039"
+        " over 3 seeds) dropped: a paper's 'better than random', a soft claim; reported over seeds. (c) Gate "
+        "'mean held-out acc, remove high-Shapley first, minus high-LOO first < 0' (last measured -0.0614, quick; "
+        "-0.0998 ± 0.040 over 3 seeds) dropped: 'Shapley beats LOO' is a paper's 'better', a soft claim; reported"
+        " over seeds. (d) Gate 'flipped labels in lowest 20% by G-Shapley / random expectation >= 2.5' (last "
+        "measured 5, quick; 5 ± 0 over 3 seeds) dropped: a paper's empirical 'better than random', a soft claim; "
+        'reported over seeds.'
     ),
 )
