@@ -3,7 +3,7 @@
 Textbook claims (Owen 2013, *Monte Carlo theory, methods and examples*, ch. 2, 8, 17):
 plain Monte Carlo's error falls like n^{-1/2}; a control variate with correlation rho
 divides the variance by 1/(1 - rho^2); randomized QMC beats plain MC by orders of
-magnitude on smooth integrands.
+magnitude on smooth integrands (a soft claim: its factor is reported with an se, not gated).
 
 How each is measured (issue 15, item 4): the error at each n is the spread (standard
 deviation) of REPLICATES independent estimates, never an estimate's own s/sqrt(n) (whose
