@@ -28,16 +28,28 @@ from ulam.reproduce import Outcome, Reproduction, claim, markdown_table
 
 matplotlib.use("Agg")
 
+WORK_REPEATS = 4  # timed calls per categorical estimator, for the se of the work-normalised ratio
+
+
+def _variance(est):
+    s = np.ravel(np.asarray(jax.flatten_util.ravel_pytree(est.stderr)[0]))
+    return float(np.sum(s**2) * int(np.asarray(est.n)))
+
 
 def _measure(fn, key, repeats=2):
+    """The estimate at ``key`` (after compiling), its best time over ``repeats`` further calls, and each timed call's
+    (variance per sample, seconds): independent keys, so the work figure can be given with an se over calls."""
     est = fn(key)
     jax.block_until_ready(est.mean)
-    best = np.inf
+    best, runs = np.inf, []
     for r in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(jax.random.fold_in(key, r + 1)).mean)
-        best = min(best, time.perf_counter() - t0)
-    return est, best
+        other = fn(jax.random.fold_in(key, r + 1))
+        jax.block_until_ready(other.mean)
+        seconds = time.perf_counter() - t0
+        best = min(best, seconds)
+        runs.append((_variance(other), seconds))
+    return est, best, runs
 
 
 def _stats(est, truth, seconds):
@@ -51,13 +63,13 @@ def _stats(est, truth, seconds):
     return z, var, per_sample, var * per_sample
 
 
-def _table(ctx, cases, truth, n):
+def _table(ctx, cases, truth, n, repeats=2):
     rows, out = [], {}
     for i, (name, fn, unbiased) in enumerate(cases):
         ctx.progress(name)
-        est, sec = _measure(jax.jit(fn), ctx.key(200 + i))
+        est, sec, runs = _measure(jax.jit(fn), ctx.key(200 + i), repeats)
         z, var, t, work = _stats(est, truth, sec)
-        out[name] = (z, var, t, work, unbiased)
+        out[name] = (z, var, t, work, unbiased, np.array([v * s / n for v, s in runs]))
         rows.append([name, z, var, t * 1e6, work * 1e6, "yes" if unbiased else "no"])
     table = markdown_table(["estimator", "max |bias| / se", "variance per sample", "µs per sample",
                             "variance × µs", "unbiased"], rows)
@@ -82,7 +94,8 @@ def run(ctx) -> Outcome:
     tables.append("**(a) d/dμ E_{N(μ,1)}[x²] at μ = 1 (truth 2)**\n\n" + ta)
     claims.append(claim("(a) max |z| of the unbiased estimators", max(v[0] for v in ra.values()), "<=", 3.0))
     claims.append(claim("(a) variance ratio score function / pathwise", ra["score function"][1] / ra["pathwise"][1], ">=", 1.0,
-                        paper="pathwise lower variance (Mohamed et al. 2020 §3)"))
+                        paper="exactly 30 / 4 = 7.5 for x² under N(1, 1); pathwise lower variance (Mohamed et al. "
+                              "2020 §3)"))
 
     # (b) Bernoulli
     th = jnp.array([0.3, -1.0, 0.5])
@@ -105,7 +118,7 @@ def run(ctx) -> Outcome:
                   f"{np.round(exact, 6).tolist()} (closed form {np.round(truth_b, 6).tolist()})\n\n" + tb)
     claims.append(claim("(b) max |z| of the unbiased estimators", max(v[0] for v in rb.values() if v[4]), "<=", 3.0))
     claims.append(claim("(b) variance ratio DisARM / ARM", rb["DisARM"][1] / rb["ARM"][1], "<=", 1.0,
-                        paper="DisARM ≤ ARM (Dong et al. 2020)"))
+                        paper="DisARM ≤ ARM: a Rao-Blackwellisation of ARM (Dong et al. 2020)"))
     claims.append(claim("(b) enumeration error vs closed form", float(np.max(np.abs(exact - truth_b))), "<=", 1e-6))
 
     # (b2) categorical: two coupled 4-way categoricals, exact gradient by enumeration (16 configurations)
@@ -128,12 +141,17 @@ def run(ctx) -> Outcome:
         ("RELAX, conditional Gumbel (fixed control)", lambda k: G.relax_gradient(fc, Cat, th_c, k, n, control=relax_control,
                                                                                  control_params=jnp.asarray(1.0)), True),
     ]
-    tc2, rc2 = _table(ctx, cases_c2, truth_c, n)
+    tc2, rc2 = _table(ctx, cases_c2, truth_c, n, repeats=WORK_REPEATS)
     tables.append("**(b2) d/dθ E[f(z)] for two coupled 4-way categoricals (exact by enumeration)**\n\n" + tc2)
     claims.append(claim("(b2) max |z| of the unbiased categorical estimators", max(v[0] for v in rc2.values()), "<=", 3.0))
     dis, arsm = rc2["DisARM, stick-breaking (2 evaluations)"], rc2["ARSM (C(C-1)/2 + 1 = 7 evaluations)"]
-    claims.append(claim("(b2) work-normalised variance categorical DisARM / ARSM", dis[3] / arsm[3], "<=", 1.0,
-                        paper="categorical DisARM outperforms ARSM (Dong, Mnih & Tucker 2021)"))
+    # Work-normalised variance multiplies by wall-clock time, which depends on machine load: reported, not gated.
+    work_ratio = dis[5] / arsm[5]  # per timed call (independent keys), the i-th call of each paired
+    work_note = (f"(b2) work-normalised variance, categorical DisARM / ARSM: {dis[3] / arsm[3]:.3g} (min times); "
+                 f"{work_ratio.mean():.3g} ± {work_ratio.std(ddof=1) / np.sqrt(len(work_ratio)):.2g} (mean ± se over "
+                 f"{len(work_ratio)} timed calls with independent keys); variance alone "
+                 f"{dis[1] / arsm[1]:.3g}. Paper: categorical DisARM outperforms ARSM (Dong, Mnih & Tucker 2021). "
+                 "Reported, not gated: it includes wall-clock time, which depends on machine load.")
 
     # (c) binary VAE at a fixed point
     ctx.progress("binary VAE")
@@ -181,7 +199,7 @@ def run(ctx) -> Outcome:
     rows = []
     for i, (name, fn, unbiased) in enumerate(cases_c):
         ctx.progress(f"binary VAE: {name}")
-        est, sec = _measure(jax.jit(fn), ctx.key(400 + i), repeats=1)
+        est, sec, _ = _measure(jax.jit(fn), ctx.key(400 + i), repeats=1)
         var_phi = float(sum(np.sum(np.asarray(sv) ** 2) for sv in jax.tree_util.tree_leaves(est.stderr[1]))) * m
         rows.append([name, var_phi, sec / m * 1e6, var_phi * sec / m * 1e6, "yes" if unbiased else "no"])
     tables.append("**(c) binary-latent VAE (8 latents, 32 digits), encoder-gradient variance at initialisation**\n\n"
@@ -202,7 +220,8 @@ def run(ctx) -> Outcome:
     plt.close(fig)
     figures.append(path)
     return Outcome(claims=claims, tables=tables, figures=figures,
-                   notes="Times are for jitted calls on CPU (min of 2), after compilation; the machine may be shared.")
+                   notes=work_note + " Times are for jitted calls on CPU (min of 2; of "
+                   f"{WORK_REPEATS} in (b2)), after compilation; the machine may be shared.")
 
 
 REPRODUCTION = Reproduction(
@@ -211,4 +230,9 @@ REPRODUCTION = Reproduction(
           "Dong, Mnih & Tucker 2020 (DisARM) and 2021 (categorical DisARM)",
     summary="variance of each estimator per unit of compute on Gaussian, Bernoulli and binary-VAE objectives",
     run=run,
+    changes=(
+        "Gate '(b2) work-normalised variance categorical DisARM / ARSM <= 1' (paper: categorical DisARM outperforms "
+        "ARSM; last measured 0.0925, quick) dropped: variance x wall-clock time depends on machine load; now reported "
+        "with the mean ± se of the ratio over timed calls with independent keys, beside the variance ratio alone."
+    ),
 )

@@ -180,7 +180,8 @@ def run(ctx):
 
     draws = ctx.size(20_000, 100_000)
     res = mcmc.sample(ctx.key(40), image_logdensity, jnp.full((4, 2), size / 2.0) + jax.random.normal(ctx.key(41), (4, 2)),
-                      kernel="rwm", num_chains=4, num_warmup=1000, num_draws=draws // 4, metric="identity")
+                      kernel="rwm", num_chains=4, num_warmup=1000, num_draws=draws // 4, metric="identity",
+                      progress=False)
     pts = res.flat_draws.reshape(-1, 2)
     hist, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=size // 4, range=[[0, size - 1], [0, size - 1]])
     coarse = img[: size - size % 4, : size - size % 4].reshape(size // 4, 4, size // 4, 4).mean((1, 3))

@@ -3,6 +3,9 @@
 Model of the digest (papers 10-17, section 11.6): x_{k+1} = 0.9 x_k + 0.6 u,
 y_k = x_k + v, x_0 ~ N(0, 0.36/0.19), n = 50, one fixed simulated record;
 functional h = sum_k x_k x_{k+1}; ground truth from the Kalman filter and RTS smoother.
+Gated: the PaRIS bias exponent (slope <= -0.6 against N) and PPG's unbiasedness (|bias|/se <= 3).
+Reported with standard errors, not gated (soft claims): |bias PaRIS| / |bias PPG| at N = 16 and the
+learning ratio RMSE(PaRIS-SA) / RMSE(PPG-SA) to the MLE.
 """
 
 from __future__ import annotations
@@ -54,13 +57,13 @@ def run(ctx) -> Outcome:
 
     reps = ctx.size(128, 300)
     ns = ctx.size([16, 32, 64, 128], [16, 32, 64, 128, 256])  # >= 4 values of N for the bias exponent
-    rows, paris_bias = [], {}
+    rows, paris_bias, paris_values = [], {}, {}
     for n in ns:
         ctx.progress(f"PaRIS N={n}")
         f = jax.jit(_over_keys(lambda k: paris(k, ssm, y, n, h, backward="exact").estimate.mean))
         v = np.asarray(f(jax.random.split(ctx.key(100 + n), reps)), float)
         bias, se = v.mean() - truth, v.std(ddof=1) / math.sqrt(reps)
-        paris_bias[n] = (bias, se)
+        paris_bias[n], paris_values[n] = (bias, se), v
         rows.append([f"PaRIS N={n}", n, bias, se, float(np.sqrt(np.mean((v - truth) ** 2)))])
     n_ppg, k, k0 = 16, 8, 2
     ctx.progress("PPG N=16, k=8, k0=2")
@@ -82,6 +85,13 @@ def run(ctx) -> Outcome:
     slope = float(np.sum(w * (logn - xm) * np.log(b_abs)) / sxx)
     slope_se = float(1.0 / np.sqrt(sxx))
     ratio = abs(paris_bias[16][0]) / max(abs(ppg_bias), 1e-12)
+    # A soft claim (how much smaller PPG's bias is): PPG is unbiased, so the denominator is noise and the ratio
+    # is heavy-tailed; reported with a bootstrap se over replicates (each estimator resampled on its own).
+    ratio_rng = np.random.default_rng(ctx.seed + 1)
+    rb = ratio_rng.integers(0, reps, size=(2000, reps))
+    ratio_boot = np.abs(paris_values[16][rb].mean(1) - truth) / np.maximum(np.abs(v[rb].mean(1) - truth), 1e-12)
+    ratio_se = float(ratio_boot.std(ddof=1))
+    ratio_lo, ratio_hi = (float(q) for q in np.percentile(ratio_boot, [5, 95]))
 
     # Learning a by stochastic approximation (digest 11.6 uses gamma_t = 0.05/sqrt(t); on the raw
     # score, ~27 at a=0.7, its first step overshoots to a~2 for both estimators, so gamma_t = 0.01/sqrt(t)).
@@ -101,8 +111,7 @@ def run(ctx) -> Outcome:
     )
     steps, seeds, a0 = ctx.size(150, 500), ctx.size(4, 8), 0.7
     gamma = lambda t: 0.01 / jnp.sqrt(t + 1.0)  # noqa: E731
-    errs = {}
-    traces = {}
+    errs, traces, sq_err = {}, {}, {}
     for est in ("ppg", "paris"):
         fn = jax.jit(
             _over_keys(
@@ -113,9 +122,16 @@ def run(ctx) -> Outcome:
         )
         p = np.asarray(fn(jax.random.split(ctx.key(11), seeds)), float)
         final = p[:, -max(1, steps // 10) :].mean(1)  # average of the last 10% of iterates
-        errs[est] = float(np.sqrt(np.mean((final - mle) ** 2)))
+        sq_err[est] = (final - mle) ** 2
+        errs[est] = float(np.sqrt(np.mean(sq_err[est])))
         traces[est] = p
     learn_ratio = errs["paris"] / max(errs["ppg"], 1e-12)
+    # A soft claim (the paper's "PPG closer"): reported with a bootstrap se over seeds, resampled in pairs
+    # (both estimators run on the same keys), not gated.
+    boot_rng = np.random.default_rng(ctx.seed)
+    idx = boot_rng.integers(0, seeds, size=(2000, seeds))
+    boot = np.sqrt(sq_err["paris"][idx].mean(1)) / np.maximum(np.sqrt(sq_err["ppg"][idx].mean(1)), 1e-12)
+    learn_ratio_se = float(boot.std(ddof=1))
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     costs = [r[1] for r in rows]
@@ -138,15 +154,17 @@ def run(ctx) -> Outcome:
         claim(f"PaRIS log|bias| vs log N slope over N = {ns} (1/N gives -1; fitted {slope:.2f} ± {slope_se:.2f})",
               slope, "<=", -0.6, paper="O(1/N) bias"),
         claim("PPG (N=16, k0=2) |bias| / s.e.", abs(ppg_bias) / ppg_se, "<=", 3.0, paper="unbiased after burn-in"),
-        claim("|bias PaRIS N=16| / |bias PPG N=16|", ratio, ">=", 4.0, paper="digest check: 8.7"),
-        claim("learning: RMSE(PaRIS-SA to MLE) / RMSE(PPG-SA to MLE)", learn_ratio, ">=", 1.0, paper="PPG closer"),
     ]
     table = markdown_table(["estimator", "particles x passes", "bias", "s.e.", "RMSE"], rows)
     learn_table = markdown_table(
         ["estimator", "RMSE of final a to MLE", "MLE"],
         [["PPG-SA", errs["ppg"], mle], ["PaRIS-SA", errs["paris"], mle]],
-    )
+    ) + (f"\n\nRMSE(PaRIS-SA) / RMSE(PPG-SA) = {learn_ratio:.3g} ± {learn_ratio_se:.2g} (bootstrap se over the "
+         f"{seeds} paired seeds); paper: PPG closer. Reported, not gated: a soft claim.")
     notes = (
+        f"|bias PaRIS N=16| / |bias PPG N=16| = {ratio:.3g} ± {ratio_se:.2g} (bootstrap se over the {reps} "
+        f"replicates; 90% bootstrap interval {ratio_lo:.3g} to {ratio_hi:.3g}; digest check: 8.7); reported, not gated: a soft claim whose denominator, PPG's bias, is "
+        f"noise ({ppg_bias:.3g} ± {ppg_se:.2g}), so the ratio mostly measures that noise. "
         f"PaRIS bias exponent: {slope:.3f} ± {slope_se:.3f} (weighted least squares of log|bias| on log N over "
         f"N = {', '.join(map(str, ns))}, weights (|bias|/se)^2). "
         f"Truth E[sum x_k x_(k+1) | y] = {truth:.3f} (RTS). {reps} replicates per estimator; exact O(N^2) backward "
@@ -161,11 +179,17 @@ def run(ctx) -> Outcome:
 REPRODUCTION = Reproduction(
     name="paris-particle-gibbs",
     paper="Cardoso, Janati El Idrissi, Le Corff, Moulines & Olsson 2023, *State and parameter learning with PaRIS particle Gibbs* (ICML)",
-    summary="PaRIS bias ~1/N; PPG removes it after burn-in; PPG-driven score ascent ends nearer the MLE.",
+    summary="PaRIS bias ~1/N and PPG unbiased after burn-in (gated); the PaRIS / PPG bias ratio and whether "
+    "PPG-driven score ascent ends nearer the MLE (reported with standard errors).",
     run=run,
     changes=(
         "The PaRIS bias exponent was fitted to two values of N in quick mode (16, 64); now 4 (16, 32, 64, "
         "128; full 5, to 256) by weighted least squares, reported with its SE; quick replicates 64 -> 128. "
-        "Threshold unchanged (slope <= -0.6)."
+        "Threshold unchanged (slope <= -0.6). "
+        "Gate 'learning: RMSE(PaRIS-SA to MLE) / RMSE(PPG-SA to MLE) >= 1' (paper: PPG closer; last measured 1.395, "
+        "quick, 4 seeds) dropped: a soft claim, now reported with a paired bootstrap se over seeds. "
+        "Gate '|bias PaRIS N=16| / |bias PPG N=16| >= 4' (digest check 8.7; last measured 27.09, quick) dropped: a "
+        "soft claim whose denominator is PPG's bias, i.e. noise (PPG is unbiased, which stays gated); now reported "
+        "with a bootstrap se."
     ),
 )

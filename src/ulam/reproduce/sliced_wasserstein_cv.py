@@ -1,8 +1,8 @@
 """Reproduction: sliced Wasserstein estimation with control variates (Nguyen & Ho, ICLR 2024).
 
 (a) isotropic Gaussians, where SW_2^2 = ||dm||^2/d + (s1 - s2)^2: every estimator unbiased
-    against an INDEPENDENT reference (gated), and the lower control variate (LCV) cuts the
-    variance >= 100x at L = 10 (gated);
+    against an INDEPENDENT reference (gated), and how much the lower control variate (LCV) cuts
+    the variance at L = 10 (reported with a bootstrap se, not gated: a soft claim);
 (b) two anisotropic cases (the digest's random covariances, and eigenvalues spread over
     [0.1, 10]): MC variance / LCV variance at every L, with bootstrap standard errors
     (reported, not gated: the paper's "lower variance" is a soft claim);
@@ -208,9 +208,11 @@ def run(ctx):
     )
     claims.append(claim("(a) all five estimators unbiased: max |z| against the independent NumPy reference",
                         worst_z, "<=", 3.0, paper="unbiased"))
-    lcv_ratio = var_a["MC"].var(ddof=1) / var_a["LCV"].var(ddof=1)
-    claims.append(claim("(a) LCV variance reduction at L = 10 (isotropic)", lcv_ratio, ">=", 100.0,
-                        paper="~1400x (digest check)"))
+    # How much LCV reduces the variance is a soft claim (a paper's "better"): reported with a bootstrap se.
+    lcv_ratio, lcv_ratio_se = _ratio_with_se(var_a["MC"], var_a["LCV"], np.random.default_rng(ctx.seed + 7))
+    notes.append(f"(a) LCV variance reduction at L = 10 (isotropic), MC var / LCV var: {lcv_ratio:.4g} ± "
+                 f"{lcv_ratio_se:.2g} (bootstrap se over the {reps} replicates; digest check ~1400x). Reported, not "
+                 "gated: a soft claim.")
 
     # (b) + (c): variance against L, isotropic and both anisotropic cases.
     ls = ctx.size([10, 100], [10, 20, 50, 100, 200, 500])
@@ -344,9 +346,9 @@ def run(ctx):
 REPRODUCTION = Reproduction(
     name="sliced-wasserstein-cv",
     paper="Nguyen & Ho 2024, *Sliced Wasserstein Estimation with Control Variates* (ICLR 2024, arXiv 2305.00402)",
-    summary="every SW₂² estimator unbiased against an independent NumPy reference, and the lower Gaussian control "
-    "variate cutting the variance >= 100x for isotropic Gaussians (gated); variance ratios on two anisotropic "
-    "cases, RQMC and orthogonal directions, and a 3-D point-cloud gradient flow (reported with standard errors).",
+    summary="every SW₂² estimator unbiased against an independent NumPy reference (gated); the lower Gaussian "
+    "control variate's variance reduction for isotropic Gaussians and on two anisotropic cases, RQMC and orthogonal "
+    "directions, and a 3-D point-cloud gradient flow (reported with standard errors).",
     run=run,
     changes=(
         "(a) The reference was LCV with 10^4 directions (the estimator under test checking itself); it is now"
@@ -354,6 +356,8 @@ REPRODUCTION = Reproduction(
         "unchanged, |z| <= 3). (b) The gate 'anisotropic: MC var / LCV var >= 1 at every L' had been moved to"
         " the digest's case (76x, vs the digest's 1.4x) after failing on the spread-eigenvalue case (0.93x); "
         "both cases are now reported with SEs and neither is gated (a soft claim). (d) 'final W2 LCV / MC <= "
-        "1' (soft) is reported with its SE over seeds, not gated."
+        "1' (soft) is reported with its SE over seeds, not gated. (a) The gate 'LCV variance reduction at L = 10 "
+        "(isotropic) >= 100' (digest check ~1400x; last measured 2612, quick) is dropped: how much "
+        "better a control variate is, is a soft claim; the ratio is reported with its bootstrap SE."
     ),
 )

@@ -3,7 +3,7 @@
 Textbook claims (Owen 2013, *Monte Carlo theory, methods and examples*, ch. 2, 8, 17):
 plain Monte Carlo's error falls like n^{-1/2}; a control variate with correlation rho
 divides the variance by 1/(1 - rho^2); randomized QMC beats plain MC by orders of
-magnitude on smooth integrands.
+magnitude on smooth integrands (a soft claim: its factor is reported with an se, not gated).
 
 How each is measured (issue 15, item 4): the error at each n is the spread (standard
 deviation) of REPLICATES independent estimates, never an estimate's own s/sqrt(n) (whose
@@ -121,6 +121,10 @@ def run(ctx) -> Outcome:
     mc5 = ulam.monte_carlo(smooth5, CUBE5, ctx.key(7), n14)
     qmc5 = ulam.quasi_monte_carlo(smooth5, CUBE5, ctx.key(8), n14, num_randomizations=16)
     rqmc_gain = float(mc5.stderr / qmc5.stderr)
+    # "RQMC beats MC by orders of magnitude" is a soft claim: the factor is reported with its se, not gated.
+    # The RQMC se comes from 16 randomizations, so its relative se is about 1/sqrt(2 (16 - 1)) (delta method,
+    # Gaussian replicates); the MC se, from 2^14 draws, is far more precise and its error is neglected.
+    rqmc_gain_se = rqmc_gain / math.sqrt(2 * (16 - 1))
 
     # Control variates: the achieved factor against 1/(1 - rho^2), out of sample (cross-fitted) and in sample.
     # (a) exp(X) with control X: rho^2 = 1/(e - 1) exactly.
@@ -195,7 +199,6 @@ def run(ctx) -> Outcome:
     claims = [
         claim(f"plain MC: |slope + 1/2| / se of the slope (spread of {REPLICATES} replicates at {len(ns)} n)",
               abs(mc_slope + 0.5) / mc_slope_se, "<=", 3.0, paper="slope -1/2"),
-        claim("RQMC se below MC se at n = 2^14, smooth 5-d integrand (factor)", rqmc_gain, ">=", 10.0),
         claim(f"CV factor out of sample vs 1/(1-rho^2), exp(X) with control X: |z| ({CV_REPLICATES} runs)",
               abs(z_exp), "<=", 3.0, paper="1/(1-rho^2)"),
         claim(f"CV factor out of sample vs 1/(1-rho^2), call with control S_T: |z| ({CV_REPLICATES} runs)",
@@ -209,7 +212,9 @@ def run(ctx) -> Outcome:
         "weights from bootstrap standard errors of each log spread). Control-variate factors: mean over "
         f"{CV_REPLICATES} independent runs of n = {n_cv} draws; 'out of sample' is ulam.control_variates(..., "
         "unbiased=True), whose coefficients come from the other half of the draws; 'in sample' fits and measures on "
-        "the same draws (slightly optimistic, O(1/n))."
+        "the same draws (slightly optimistic, O(1/n)). "
+        f"RQMC (16 scrambled randomizations) against plain MC at n = 2^14 on the smooth 5-d integrand: MC se / RQMC "
+        f"se = {rqmc_gain:.3g} ± {rqmc_gain_se:.2g} (reported, not gated: 'orders of magnitude better' is a soft claim)."
     )
     return Outcome(claims=claims, tables=[table, spread_table, cv_table, smooth_table], figures=[path], notes=notes)
 
@@ -217,7 +222,7 @@ def run(ctx) -> Outcome:
 REPRODUCTION = Reproduction(
     name="variance-reduction",
     paper="Owen 2013, *Monte Carlo theory, methods and examples* (ch. 2, 8, 17)",
-    summary="MC error slope -1/2 (spread of independent replicates); RQMC >= 10x below MC on a smooth integrand; "
+    summary="MC error slope -1/2 (spread of independent replicates); RQMC's gain over MC on a smooth integrand reported; "
     "out-of-sample CV gain = 1/(1-rho^2)",
     run=run,
     changes=(
@@ -225,6 +230,9 @@ REPRODUCTION = Reproduction(
         "construction); now fitted to the spread of 32 independent replicates at 4 (quick) or 7 (full) values"
         " of n, claim |slope + 1/2| <= 3 se of the slope. CV factor: was |in-sample factor / (1/(1-rho^2)) - "
         "1| <= 0.2 in one run; now the out-of-sample (cross-fitted) factor over 20 runs, |z| <= 3 against "
-        "1/(1-rho^2), in-sample figure reported beside it."
+        "1/(1-rho^2), in-sample figure reported beside it. "
+        "Gate 'RQMC se below MC se at n = 2^14, smooth 5-d integrand (factor) >= 10' dropped (last measured 55.4, quick; "
+        "the same statistic on the same keys): 'orders of magnitude better' is a soft claim, now reported "
+        "with its se."
     ),
 )

@@ -5,6 +5,10 @@ supervision from walk-on-spheres* (arXiv 2603.01193). Instance family: digest §
 item 2 — Laplace on the unit disk with boundary data
 g_a(θ) = Σ_{k≤3} a_k cos kθ + b_k sin kθ, (a, b) ~ N(0, I_6), exact solution
 u = Σ r^k (a_k cos kθ + b_k sin kθ).
+
+Gated: the WoS-label excess error falls like walks^-1/2 (log-log slope in [-0.66, -0.37]).
+Reported, not gated (soft or load-dependent): the physics-informed / WoS ratios of test error and
+time per step (mean ± se over seeds) and of XLA's planned memory per step.
 """
 
 from __future__ import annotations
@@ -158,6 +162,26 @@ def run(ctx) -> Outcome:
         ctx.key(2), params0, optimizer, pinn_batch, evaluate=evaluate, checkpoints=checkpoints, **schedule
     )
 
+    # The error ratio is a soft claim (a paper's "better"): measured over seeds, reported with its SE, not gated.
+    # Seed 0 is the run above; seed s > 0 draws its own initial network (shared by both methods) and keys.
+    num_seeds = ctx.size(3, 5)
+    histories = {"wos": [h_wos], "pinn": [h_pinn]}
+    for s in range(1, num_seeds):
+        ctx.progress(f"error and time ratios over seeds: seed {s + 1} of {num_seeds}")
+        params_s = init_deeponet(jax.random.fold_in(k_model, s), NUM_SENSORS)
+        histories["wos"].append(train_weak_supervision(
+            jax.random.fold_in(ctx.key(1), s), params_s, optimizer, sensors, points, wos_labels, batch_size=batch,
+            evaluate=evaluate, checkpoints=[num_epochs], **schedule,
+        )[1])
+        histories["pinn"].append(train_physics_informed(
+            jax.random.fold_in(ctx.key(2), s), params_s, optimizer, pinn_batch, evaluate=evaluate,
+            checkpoints=[num_epochs], **schedule,
+        )[1])
+    finals = {m: [float(h.errors[-1]) for h in hs] for m, hs in histories.items()}
+    seed_err_ratio = np.asarray(finals["pinn"]) / np.asarray(finals["wos"])  # paired by seed
+    err_ratio_mean = float(seed_err_ratio.mean())
+    err_ratio_se = float(seed_err_ratio.std(ddof=1) / math.sqrt(num_seeds))
+
     e_wos, e_ex, e_pinn = (np.asarray(h.errors) for h in (h_wos, h_ex, h_pinn))
     walks_per_label = WALKS_PER_EPOCH * np.asarray(checkpoints, dtype=float)
     excess = np.sqrt(np.maximum(e_wos**2 - e_ex**2, 1e-12))
@@ -166,6 +190,12 @@ def run(ctx) -> Outcome:
     # Time per step: WoS pays for its labels (amortised over the epoch's steps); memory: XLA's plan for one step.
     t_wos = (h_wos.label_seconds + h_wos.train_seconds) / total_steps
     t_pinn = h_pinn.train_seconds / total_steps
+    # Time depends on machine load (4.45 measured alone, 1.44 under load): reported over the seeds, not gated.
+    seed_t = {"wos": np.array([(h.label_seconds + h.train_seconds) / total_steps for h in histories["wos"]]),
+              "pinn": np.array([h.train_seconds / total_steps for h in histories["pinn"]])}
+    seed_time_ratio = seed_t["pinn"] / seed_t["wos"]
+    time_ratio_mean = float(seed_time_ratio.mean())
+    time_ratio_se = float(seed_time_ratio.std(ddof=1) / math.sqrt(num_seeds))
     # the very steps the training loops scan
     wos_step = weak_supervision_step(optimizer, sensors, points, batch)
     pinn_step = physics_informed_step(optimizer, pinn_batch)
@@ -181,9 +211,6 @@ def run(ctx) -> Outcome:
     claims = [
         claim("WoS-label excess error vs walks per label: log-log slope >= -0.66", slope, ">=", -0.66, paper="-1/2"),
         claim("WoS-label excess error vs walks per label: log-log slope <= -0.37", slope, "<=", -0.37, paper="-1/2"),
-        claim("test error ratio physics-informed / WoS at equal steps", err_ratio, ">", 1.0, paper="up to 8.75x"),
-        claim("time per step ratio physics-informed / WoS", time_ratio, ">", 1.0, paper="up to 6.31x"),
-        claim("memory per step ratio physics-informed / WoS", mem_ratio, ">", 1.0, paper="up to 2.97x"),
     ]
     rows = [
         [c * steps_per_epoch, int(c * WALKS_PER_EPOCH), float(a), float(b), float(x), float(p)]
@@ -199,8 +226,12 @@ def run(ctx) -> Outcome:
         markdown_table(
             ["per step", "WoS-NO", "physics-informed", "ratio (paper)"],
             [
-                ["test rel. L2 at the end", float(e_wos[-1]), float(e_pinn[-1]), f"{err_ratio:.3g} (8.75x)"],
-                ["seconds (labels amortised)", t_wos, t_pinn, f"{time_ratio:.3g} (6.31x)"],
+                ["test rel. L2 at the end (seed 0)", float(e_wos[-1]), float(e_pinn[-1]), f"{err_ratio:.3g} (8.75x)"],
+                [f"test rel. L2 at the end, mean over {num_seeds} seeds", float(np.mean(finals["wos"])),
+                 float(np.mean(finals["pinn"])), f"{err_ratio_mean:.3g} ± {err_ratio_se:.2g} (8.75x)"],
+                ["seconds (labels amortised, seed 0)", t_wos, t_pinn, f"{time_ratio:.3g} (6.31x)"],
+                [f"seconds (labels amortised), mean over {num_seeds} seeds", float(seed_t["wos"].mean()),
+                 float(seed_t["pinn"].mean()), f"{time_ratio_mean:.3g} ± {time_ratio_se:.2g} (6.31x)"],
                 ["XLA memory plan, KiB", mem_wos / 1024, mem_pinn / 1024, f"{mem_ratio:.3g} (2.97x)"],
             ],
         ),
@@ -222,6 +253,14 @@ def run(ctx) -> Outcome:
     plt.close(fig)
 
     notes = (
+        "Reported, not gated (soft claims: a paper's 'better', 'faster', 'smaller'): the physics-informed / WoS "
+        f"test-error ratio, {err_ratio_mean:.3g} ± {err_ratio_se:.2g} (mean ± se over {num_seeds} seeds, paired: "
+        f"each seed draws one initial network for both methods; per seed "
+        f"{', '.join(f'{r:.3g}' for r in seed_err_ratio)}); the time-per-step ratio, {time_ratio_mean:.3g} ± "
+        f"{time_ratio_se:.2g} over the same runs (per seed {', '.join(f'{r:.3g}' for r in seed_time_ratio)}), "
+        "which depends on machine load (an earlier run measured 4.45 on an idle machine and 1.44 under load); "
+        f"and the memory-per-step ratio, {mem_ratio:.3g}, from XLA's plan (deterministic, so no se, but a property "
+        "of this small DeepONet on this backend rather than a statement that can be made exactly). "
         f"{num_instances} training instances x {num_points} points, {total_steps} Adam steps "
         f"(learning rate 1e-3 with cosine decay to 1e-5, batch {batch}) "
         f"for every method; {WALKS_PER_EPOCH} new walks per label per epoch, folded into the running-mean cache. Test: 200 unseen "
@@ -245,6 +284,15 @@ REPRODUCTION = Reproduction(
     paper="Viswanath, Nam, Deng, Berner, Anandkumar & Bera 2026, *Operator learning using weak supervision from "
     "walk-on-spheres* (WoS-NO)",
     summary="DeepONet on WoS weak labels (running-mean cache) vs exact labels vs physics-informed training at equal "
-    "steps: error ~ walks^-1/2 toward the exact-label floor; error, time and memory ratios against the paper's.",
+    "steps: error ~ walks^-1/2 toward the exact-label floor (gated); error, time and memory ratios against the "
+    "paper's (reported over seeds with standard errors).",
     run=run,
+    changes=(
+        "Gate 'test error ratio physics-informed / WoS at equal steps > 1' (last measured 4.42, one seed, quick) "
+        "dropped: a paper's 'better' is a soft claim; now reported as mean ± se over seeds (paired by seed). "
+        "Gate 'time per step ratio physics-informed / WoS > 1' (last measured 3.00 quick; earlier 4.45 alone and "
+        "1.44 under load) dropped: it depends on machine load; now reported as mean ± se over the same seeds. "
+        "Gate 'memory per step ratio physics-informed / WoS > 1' (last measured 4.05) dropped: a paper's 'smaller' "
+        "for one model and backend is a soft claim; now reported (XLA's memory plan, deterministic)."
+    ),
 )
