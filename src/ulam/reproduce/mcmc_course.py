@@ -179,7 +179,7 @@ def run(ctx):
         return jnp.where(inside, jnp.log(v), -jnp.inf)
 
     draws = ctx.size(20_000, 100_000)
-    res = mcmc.sample(ctx.key(40), image_logdensity, jnp.full((4, 2), size / 2.0) + jax.random.normal(ctx.key(41), (4, 2)),
+    res = mcmc.sample(image_logdensity, ctx.key(40), jnp.full((4, 2), size / 2.0) + jax.random.normal(ctx.key(41), (4, 2)),
                       kernel="rwm", num_chains=4, num_warmup=1000, num_draws=draws // 4, metric="identity",
                       progress=False)
     pts = res.flat_draws.reshape(-1, 2)
