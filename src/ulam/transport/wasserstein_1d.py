@@ -52,6 +52,8 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
         raise ValueError(checks.message("u, v", "measures with at least one atom each", f"shapes {u.shape} and {v.shape}"))
     if u.shape[:-1] != v.shape[:-1]:
         raise ValueError(checks.message("u, v", "equal batch shapes", f"{u.shape[:-1]} and {v.shape[:-1]}"))
+    checks.finite("u", u, "drop or impute the NaN/inf atoms first")
+    checks.finite("v", v, "drop or impute the NaN/inf atoms first")
     dtype = jnp.result_type(u.dtype, v.dtype, jnp.float32)
     u, v = u.astype(dtype), v.astype(dtype)
     n, m = u.shape[-1], v.shape[-1]
