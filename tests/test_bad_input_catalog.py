@@ -130,6 +130,7 @@ class Case:
     call: Callable[[], object]
     exc: type | tuple
     match: str
+    text: str = ""  # the call as the table shows it (entries built in loops share one lambda's source)
 
 
 CASES: list[Case] = []
@@ -145,8 +146,8 @@ def case(id: str, exc, match: str):
     return deco
 
 
-def add(id: str, call, exc, match: str):
-    CASES.append(Case(id, call, exc, match))
+def add(id: str, call, exc, match: str, text: str = ""):
+    CASES.append(Case(id, call, exc, match, text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,15 +207,20 @@ for _name, _call in _INTEGRATORS.items():
     for _label, _key in BAD_KEYS.items():
         if _label in ("float", "str") and _name not in ("monte_carlo",):
             continue
-        add(f"integrate.{_name}.key_{_label}", (lambda c=_call, k=_key: c(key=k)), (TypeError, ValueError), KEY_RE)
-    add(f"integrate.{_name}.n_zero", (lambda c=_call: c(n=0)), ValueError, r"\bn\b|num_samples")
-    add(f"integrate.{_name}.n_negative", (lambda c=_call: c(n=-4)), ValueError, r"\bn\b|num_samples")
-    add(f"integrate.{_name}.n_float", (lambda c=_call: c(n=16.0)), TypeError, r"\bn\b|num_samples")
-    add(f"integrate.{_name}.batch_size_zero", (lambda c=_call: c(batch_size=0)), ValueError, r"batch_size")
-    add(f"integrate.{_name}.nonfinite_misspelt", (lambda c=_call: c(nonfinite="rasie")), ValueError, r"nonfinite")
-    add(f"integrate.{_name}.f_is_distribution", (lambda c=_call: c(f=N01)), TypeError, r"\bf\b")
-    add(f"integrate.{_name}.p_is_callable", (lambda c=_call: c(p=SQ)), TypeError, r"\bp\b")
-    add(f"integrate.{_name}.f_returns_nan", (lambda c=_call: c(f=lambda x: x * jnp.nan)), ValueError, r"\bf\b")
+        add(f"integrate.{_name}.key_{_label}", (lambda c=_call, k=_key: c(key=k)), (TypeError, ValueError), KEY_RE,
+            f"ulam.{_name}(f, Normal(0, 1), key={_label}, 16)")
+    _t = f"ulam.{_name}(f, Normal(0, 1), key, n"
+    add(f"integrate.{_name}.n_zero", (lambda c=_call: c(n=0)), ValueError, r"\bn\b|num_samples", _t + "=0)")
+    add(f"integrate.{_name}.n_negative", (lambda c=_call: c(n=-4)), ValueError, r"\bn\b|num_samples", _t + "=-4)")
+    add(f"integrate.{_name}.n_float", (lambda c=_call: c(n=16.0)), TypeError, r"\bn\b|num_samples", _t + "=16.0)")
+    add(f"integrate.{_name}.batch_size_zero", (lambda c=_call: c(batch_size=0)), ValueError, r"batch_size", _t + ", batch_size=0)")
+    add(f"integrate.{_name}.nonfinite_misspelt", (lambda c=_call: c(nonfinite="rasie")), ValueError, r"nonfinite",
+        _t + ", nonfinite='rasie')")
+    add(f"integrate.{_name}.f_is_distribution", (lambda c=_call: c(f=N01)), TypeError, r"\bf\b",
+        f"ulam.{_name}(Normal(0, 1), Normal(0, 1), key, 16)")
+    add(f"integrate.{_name}.p_is_callable", (lambda c=_call: c(p=SQ)), TypeError, r"\bp\b", f"ulam.{_name}(f, lambda x: x**2, key, 16)")
+    add(f"integrate.{_name}.f_returns_nan", (lambda c=_call: c(f=lambda x: x * jnp.nan)), ValueError, r"\bf\b",
+        f"ulam.{_name}(lambda x: x * nan, Normal(0, 1), key, 16)")
 add("integrate.monte_carlo.f_returns_string", lambda: ulam.monte_carlo(lambda x: "a", N01, KEY, 8), TypeError, r"\bf\b")
 add("integrate.monte_carlo.n_string", lambda: ulam.monte_carlo(SQ, N01, KEY, "16"), TypeError, r"\bn\b|num_samples")
 add(
@@ -323,7 +329,8 @@ add("diagnostics.pareto_khat_from_tail.n_zero", lambda: diagnostics.pareto_khat_
 
 # ============================== mcmc ============================================================
 for _label, _key in BAD_KEYS.items():
-    add(f"mcmc.sample.key_{_label}", (lambda k=_key: _tiny_mcmc(key=k)), (TypeError, ValueError), KEY_RE)
+    add(f"mcmc.sample.key_{_label}", (lambda k=_key: _tiny_mcmc(key=k)), (TypeError, ValueError), KEY_RE,
+        f"mcmc.sample(key={_label}, logdensity, x0)")
 add("mcmc.sample.kernel_misspelt", lambda: _tiny_mcmc(kernel="nutz"), ValueError, r"kernel.*nuts")
 add("mcmc.sample.kernel_wrong_kind", lambda: _tiny_mcmc(kernel=3), TypeError, r"kernel")
 add("mcmc.sample.metric_misspelt", lambda: _tiny_mcmc(metric="diagonal"), ValueError, r"metric")
@@ -388,15 +395,19 @@ add(
 )
 for _kname in ("hmc", "nuts", "mala", "rwm", "ula"):
     _kf = getattr(mcmc, _kname)
-    add(f"mcmc.{_kname}.step_size_negative", (lambda kf=_kf: _run_kernel(kf(LD, -0.1))), ValueError, r"step_size")
-    add(f"mcmc.{_kname}.step_size_nan", (lambda kf=_kf: _run_kernel(kf(LD, float("nan")))), ValueError, r"step_size")
+    add(f"mcmc.{_kname}.step_size_negative", (lambda kf=_kf: _run_kernel(kf(LD, -0.1))), ValueError, r"step_size",
+        f"mcmc.{_kname}(logdensity, -0.1) then 2 steps")
+    add(f"mcmc.{_kname}.step_size_nan", (lambda kf=_kf: _run_kernel(kf(LD, float("nan")))), ValueError, r"step_size",
+        f"mcmc.{_kname}(logdensity, nan) then 2 steps")
     add(
         f"mcmc.{_kname}.inverse_mass_matrix_zero",
         (lambda kf=_kf: _run_kernel(kf(LD, 0.1, jnp.array([1.0, 0.0])))),
         ValueError,
         r"inverse_mass_matrix",
+        f"mcmc.{_kname}(logdensity, 0.1, inverse_mass_matrix=[1, 0]) then 2 steps",
     )
-    add(f"mcmc.{_kname}.logdensity_not_callable", (lambda kf=_kf: _run_kernel(kf(3.0, 0.1))), TypeError, r"logdensity_fn")
+    add(f"mcmc.{_kname}.logdensity_not_callable", (lambda kf=_kf: _run_kernel(kf(3.0, 0.1))), TypeError, r"logdensity_fn",
+        f"mcmc.{_kname}(3.0, 0.1) then 2 steps")
 add("mcmc.mala.step_size_zero", lambda: _run_kernel(mcmc.mala(LD, 0.0)), ValueError, r"step_size")
 add("mcmc.hmc.num_integration_steps_zero", lambda: _run_kernel(mcmc.hmc(LD, 0.1, num_integration_steps=0)), ValueError, r"num_integration_steps")
 add("mcmc.nuts.max_tree_depth_zero", lambda: _run_kernel(mcmc.nuts(LD, 0.1, max_tree_depth=0)), ValueError, r"max_tree_depth")
@@ -477,7 +488,8 @@ def _lg(**kw):
 
 Y2 = jnp.zeros((3, 2))
 for _label, _key in BAD_KEYS.items():
-    add(f"smc.run_filter.key_{_label}", (lambda k=_key: smc.run_filter(k, BOOT, Y, 8)), (TypeError, ValueError), KEY_RE)
+    add(f"smc.run_filter.key_{_label}", (lambda k=_key: smc.run_filter(k, BOOT, Y, 8)), (TypeError, ValueError), KEY_RE,
+        f"smc.run_filter(key={_label}, Bootstrap(ssm), y, 8)")
 add("smc.run_filter.num_particles_zero", lambda: smc.run_filter(KEY, BOOT, Y, 0), ValueError, r"num_particles")
 add("smc.run_filter.num_particles_float", lambda: smc.run_filter(KEY, BOOT, Y, 8.0), TypeError, r"num_particles")
 add("smc.run_filter.resampling_misspelt", lambda: smc.run_filter(KEY, BOOT, Y, 8, resampling="sytematic"), ValueError, r"resampling|scheme")
@@ -488,9 +500,10 @@ add("smc.run_filter.variance_lag_negative", lambda: smc.run_filter(KEY, BOOT, Y,
 add("smc.run_filter.mean_fn_not_callable", lambda: smc.run_filter(KEY, BOOT, Y, 8, mean_fn=3), TypeError, r"mean_fn")
 for _rname in ("systematic_resample", "multinomial_resample", "stratified_resample", "residual_resample", "ssp_resample"):
     _rf = getattr(smc, _rname)
-    add(f"smc.{_rname}.key_int", (lambda rf=_rf: rf(0, _LOGW, 4)), TypeError, KEY_RE)
-    add(f"smc.{_rname}.num_zero", (lambda rf=_rf: rf(KEY, _LOGW, 0)), ValueError, r"\bnum\b")
-    add(f"smc.{_rname}.log_weights_all_neg_inf", (lambda rf=_rf: rf(KEY, jnp.full(4, -jnp.inf), 4)), ValueError, r"log_weights")
+    add(f"smc.{_rname}.key_int", (lambda rf=_rf: rf(0, _LOGW, 4)), TypeError, KEY_RE, f"smc.{_rname}(0, zeros(4), 4)")
+    add(f"smc.{_rname}.num_zero", (lambda rf=_rf: rf(KEY, _LOGW, 0)), ValueError, r"\bnum\b", f"smc.{_rname}(key, zeros(4), 0)")
+    add(f"smc.{_rname}.log_weights_all_neg_inf", (lambda rf=_rf: rf(KEY, jnp.full(4, -jnp.inf), 4)), ValueError, r"log_weights",
+        f"smc.{_rname}(key, full(4, -inf), 4)")
 add("smc.get_resampler.misspelt", lambda: smc.get_resampler("sytematic"), ValueError, r"systematic")
 add("smc.resample_if.threshold_above_one", lambda: smc.resample_if(KEY, _LOGW, 4, threshold=2.0), ValueError, r"threshold")
 add("smc.effective_sample_size.nan", lambda: smc.effective_sample_size(jnp.array([0.0, jnp.nan])), ValueError, r"log_weights")
@@ -590,22 +603,28 @@ _GRADS = {
 }
 for _gname, (_f, _d, _th) in _GRADS.items():
     _g = getattr(grad, _gname)
-    add(f"grad.{_gname}.key_int", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, 0, 8)), TypeError, KEY_RE)
+    _t = f"grad.{_gname}(f, family, params, "
+    add(f"grad.{_gname}.key_int", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, 0, 8)), TypeError, KEY_RE, _t + "0, 8)")
     add(
         f"grad.{_gname}.key_array_of_keys",
         (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, jax.random.split(KEY, 2), 8)),
         (TypeError, ValueError),
         KEY_RE,
+        _t + "split(key, 2), 8)",
     )
-    add(f"grad.{_gname}.num_samples_zero", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, KEY, 0)), ValueError, r"num_samples")
-    add(f"grad.{_gname}.num_samples_float", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, KEY, 8.0)), TypeError, r"num_samples")
+    add(f"grad.{_gname}.num_samples_zero", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, KEY, 0)), ValueError, r"num_samples",
+        _t + "key, 0)")
+    add(f"grad.{_gname}.num_samples_float", (lambda g=_g, f=_f, d=_d, th=_th: g(f, d, th, KEY, 8.0)), TypeError, r"num_samples",
+        _t + "key, 8.0)")
     add(
         f"grad.{_gname}.distribution_is_instance",
         (lambda g=_g, f=_f, d=_d, th=_th: g(f, d(th), th, KEY, 8)),
         TypeError,
         r"distribution",
+        f"grad.{_gname}(f, family(params), params, key, 8)",
     )
-    add(f"grad.{_gname}.f_not_callable", (lambda g=_g, d=_d, th=_th: g(2.0, d, th, KEY, 8)), TypeError, r"\bf\b")
+    add(f"grad.{_gname}.f_not_callable", (lambda g=_g, d=_d, th=_th: g(2.0, d, th, KEY, 8)), TypeError, r"\bf\b",
+        f"grad.{_gname}(2.0, family, params, key, 8)")
 add(
     "grad.enumeration_gradient.distribution_is_instance",
     lambda: grad.enumeration_gradient(F_BIN, dist.Bernoulli(logits=0.0), 0.0),
@@ -774,7 +793,7 @@ def _fit(obj=OBJ, params=P0, key=KEY, **kw):
 
 
 for _label, _key in BAD_KEYS.items():
-    add(f"vi.fit.key_{_label}", (lambda k=_key: _fit(key=k)), (TypeError, ValueError), KEY_RE)
+    add(f"vi.fit.key_{_label}", (lambda k=_key: _fit(key=k)), (TypeError, ValueError), KEY_RE, f"vi.fit(elbo, params, key={_label}, num_steps=3)")
 add("vi.fit.num_steps_zero", lambda: _fit(num_steps=0), ValueError, r"num_steps")
 add("vi.fit.num_steps_float", lambda: _fit(num_steps=3.0), TypeError, r"num_steps")
 add("vi.fit.num_samples_zero", lambda: _fit(num_samples=0), ValueError, r"num_samples")
@@ -837,7 +856,8 @@ add("vi.make_step.num_samples_zero", lambda: vi.make_step(OBJ, __import__("optax
 XS = jax.random.normal(jax.random.key(1), (16, 2))
 YS = jax.random.normal(jax.random.key(2), (16, 2)) + 1.0
 for _label, _key in BAD_KEYS.items():
-    add(f"transport.sliced_wasserstein.key_{_label}", (lambda k=_key: transport.sliced_wasserstein(XS, YS, k, 4)), (TypeError, ValueError), KEY_RE)
+    add(f"transport.sliced_wasserstein.key_{_label}", (lambda k=_key: transport.sliced_wasserstein(XS, YS, k, 4)), (TypeError, ValueError), KEY_RE,
+        f"transport.sliced_wasserstein(x, y, key={_label}, 4)")
 add("transport.sliced_wasserstein.num_directions_zero", lambda: transport.sliced_wasserstein(XS, YS, KEY, 0), ValueError, r"num_directions")
 add("transport.sliced_wasserstein.num_directions_float", lambda: transport.sliced_wasserstein(XS, YS, KEY, 4.0), TypeError, r"num_directions")
 add("transport.sliced_wasserstein.p_below_one", lambda: transport.sliced_wasserstein(XS, YS, KEY, 4, p=0.5), ValueError, r"\bp\b")
@@ -931,7 +951,8 @@ def _wos(problem):
 
 
 for _label, _key in BAD_KEYS.items():
-    add(f"pde.walk_on_spheres.key_{_label}", (lambda k=_key: pde.walk_on_spheres(PROB, k, PTS, **_WOS)), (TypeError, ValueError), KEY_RE)
+    add(f"pde.walk_on_spheres.key_{_label}", (lambda k=_key: pde.walk_on_spheres(PROB, k, PTS, **_WOS)), (TypeError, ValueError), KEY_RE,
+        f"pde.walk_on_spheres(problem, key={_label}, points, num_walks=8)")
 add("pde.walk_on_spheres.num_walks_zero", lambda: pde.walk_on_spheres(PROB, KEY, PTS, num_walks=0), ValueError, r"num_walks")
 add("pde.walk_on_spheres.num_walks_float", lambda: pde.walk_on_spheres(PROB, KEY, PTS, num_walks=8.0), TypeError, r"num_walks")
 add("pde.walk_on_spheres.epsilon_zero", lambda: pde.walk_on_spheres(PROB, KEY, PTS, epsilon=0.0, **_WOS), ValueError, r"epsilon")
@@ -1044,6 +1065,7 @@ for _label, _key in BAD_KEYS.items():
         (lambda k=_key: valuation.tmc_shapley(UTIL, k, max_permutations=2, progress=False)),
         (TypeError, ValueError),
         KEY_RE,
+        f"valuation.tmc_shapley(utility, key={_label}, max_permutations=2)",
     )
 add("valuation.tmc_shapley.max_permutations_zero", lambda: valuation.tmc_shapley(UTIL, KEY, max_permutations=0, progress=False), ValueError, r"max_permutations")
 add("valuation.tmc_shapley.max_permutations_float", lambda: valuation.tmc_shapley(UTIL, KEY, max_permutations=2.0, progress=False), TypeError, r"max_permutations")

@@ -31,16 +31,36 @@ def load_catalog():
     return mod
 
 
-def call_source(fn) -> str:
+def call_source(c) -> str:
+    """The call as written: the entry's ``text``, else the body of its lambda (up to the closing bracket)."""
+    if getattr(c, "text", ""):
+        return c.text
     try:
-        src = inspect.getsource(fn).strip()
+        src = " ".join(inspect.getsource(c.call).split())
     except (OSError, TypeError):
         return "?"
-    src = " ".join(src.split())
-    if "lambda" in src:
-        src = src[src.index("lambda"):]
-        src = src.split(":", 1)[1].strip() if ":" in src else src
-    return src[:110]
+    if "lambda" not in src:
+        return src[:110]
+    src = src[src.index("lambda"):]
+    depth, start = 0, None
+    for i, ch in enumerate(src):
+        if start is None:
+            if ch == ":" and depth == 0:
+                start = i + 1
+            elif ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                return src[start:i].strip()[:110]
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return src[start:i].strip()[:110]
+    return src[start or 0:].strip()[:110]
 
 
 def cell(text: str) -> str:
@@ -76,7 +96,7 @@ def main(argv=None):
         counts[outcome] += 1
         if args.only_unclear and outcome == cat.CLEAR:
             continue
-        row = [f"`{c.id}`", f"`{cell(call_source(c.call))}`", outcome, cell(message)]
+        row = [f"`{c.id}`", f"`{cell(call_source(c))}`", outcome, cell(message)]
         if args.time:
             row.append(f"{dt:.2f}")
         rows.append(row)
