@@ -37,6 +37,20 @@ def _flat(x) -> np.ndarray:
     return np.asarray(x, np.float64).ravel()
 
 
+def _mean_stderr(estimate):
+    """``(mean, stderr)`` of an Estimate-like object, flattened; a clear error for anything else."""
+    if not (hasattr(estimate, "mean") and hasattr(estimate, "stderr")) or callable(getattr(estimate, "mean")):
+        raise TypeError(f"estimate: expected a ulam Estimate (with .mean and .stderr), got {type(estimate).__name__}; "
+                        "for raw numbers use plot_path(mean, stderr)")
+    return _flat(estimate.mean), _flat(estimate.stderr)
+
+
+def _labels(labels, size):
+    if labels is not None and len(labels) != size:
+        raise ValueError(f"labels: expected {size} labels (one per coordinate), got {len(labels)}")
+    return labels
+
+
 def plot_estimate(estimate, labels: Optional[Sequence[str]] = None, *, level: float = 0.95, truth=None,
                   ax: Any = None):
     """An array-valued :class:`~ulam.Estimate` as points with ``level`` error bars (one per coordinate).
@@ -52,7 +66,8 @@ def plot_estimate(estimate, labels: Optional[Sequence[str]] = None, *, level: fl
       1
     """
     ax = _axes(ax)
-    mean, se = _flat(estimate.mean), _flat(estimate.stderr)
+    mean, se = _mean_stderr(estimate)
+    labels = _labels(labels, mean.size)
     x = np.arange(mean.size)
     ax.errorbar(x, mean, yerr=_z(level) * se, fmt="o", capsize=3, label=f"estimate ± {level:.0%} CI")
     if truth is not None:
@@ -84,7 +99,10 @@ def plot_path(mean, stderr=None, t=None, *, label: Optional[str] = None, level: 
     t = np.arange(mean.size) if t is None else _flat(t)
     (line,) = ax.plot(t, mean, label=label)
     if stderr is not None:
-        half = _z(level) * _flat(stderr)
+        stderr = _flat(stderr)
+        if stderr.shape != mean.shape:
+            raise ValueError(f"stderr: expected shape {mean.shape} like mean, got {stderr.shape}")
+        half = _z(level) * stderr
         ax.fill_between(t, mean - half, mean + half, alpha=0.25, color=line.get_color())
     if truth is not None:
         ax.plot(t, _flat(truth), "--", color="k", label="truth")
@@ -111,6 +129,8 @@ def plot_trace(values, *, window: Optional[int] = None, label: str = "objective"
     values = _flat(getattr(values, "values", values))
     steps = np.arange(1, values.size + 1)
     ax.plot(steps, values, alpha=0.35, label=label)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1):
+        raise ValueError(f"window: expected an integer >= 1 (steps in the running mean), got {window!r}")
     w = window or max(1, values.size // 20)
     if values.size >= w:
         smooth = np.convolve(values, np.ones(w) / w, mode="valid")
@@ -136,7 +156,10 @@ def plot_values(estimate, *, top: Optional[int] = None, labels: Optional[Sequenc
       ['1', '2', '0']
     """
     ax = _axes(ax)
-    mean, se = _flat(estimate.mean), _flat(estimate.stderr)
+    mean, se = _mean_stderr(estimate)
+    labels = _labels(labels, mean.size)
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
+        raise ValueError(f"top: expected an integer >= 1 (how many of the largest values to show), got {top!r}")
     order = np.argsort(-mean, kind="stable")[: top or mean.size]
     names = [str(i) for i in range(mean.size)] if labels is None else [str(s) for s in labels]
     y = np.arange(order.size)

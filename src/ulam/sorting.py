@@ -206,7 +206,10 @@ def _host_argsort_last(x):
 
 
 def _check(x, axis):
-    x = jnp.asarray(x)
+    try:
+        x = jnp.asarray(x)
+    except TypeError:
+        raise TypeError(f"x: expected a real or integer array, got {type(x).__name__} {x!r:.40}") from None
     if x.ndim == 0:
         raise ValueError("x: expected an array with at least one axis, got a scalar")
     if jnp.issubdtype(x.dtype, jnp.complexfloating):

@@ -25,6 +25,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.grad import common as C
 
@@ -43,6 +44,9 @@ def stick_breaking_logits(logits):
       >>> [round(float(v), 4) for v in stick_breaking_logits(jnp.zeros(3))]   # stop w.p. 1/3, then 1/2
       [-0.6931, 0.0]
     """
+    logits = checks.array("logits", logits, floating=True)
+    if logits.ndim < 1:
+        raise ValueError(checks.message("logits", "an array with a category axis (last)", "a scalar"))
     tail = jax.lax.cumlogsumexp(logits, axis=logits.ndim - 1, reverse=True)  # tail[k] = lse(l[k:])
     return logits[..., :-1] - tail[..., 1:]
 

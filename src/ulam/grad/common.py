@@ -280,6 +280,10 @@ def _is_static(a) -> bool:
     return callable(a) and not isinstance(a, (jax.Array, np.ndarray))
 
 
+def _static_type(a):
+    return tuple(_static_type(x) for x in a) if isinstance(a, tuple) else type(a)
+
+
 def _is_data(a) -> bool:
     return all(isinstance(x, (jax.Array, np.ndarray, float, np.floating, int, np.integer)) for x in jax.tree_util.tree_leaves(a))
 
@@ -306,7 +310,9 @@ def compiled(fn: Callable) -> Callable:
         dyn_idx = tuple(i for i, v in enumerate(values) if not _is_static(v))
         if not all(_is_data(values[i]) for i in dyn_idx):
             return fn(*args, **kwargs)
-        cache_key = (fn, len(args), tuple(names), static)
+        # The key carries each static value's type: 8.0 == 8 and True == 1 hash alike, and a program
+        # compiled for num_samples=8 must not serve a call with the (refused) float 8.0.
+        cache_key = (fn, len(args), tuple(names), tuple((i, _static_type(v), v) for i, v in static))
         try:
             jf = _JIT_CACHE.get(cache_key)
         except TypeError:  # an unhashable static argument

@@ -149,12 +149,20 @@ class Choice(NamedTuple):
 def _flip(p=None, logits=None):
     if (p is None) == (logits is None):
         raise ValueError("flip: give exactly one of p (probability) or logits")
+    if p is not None:
+        checks.in_interval("p", p, 0.0, 1.0, do="p is a probability; pass logits=... for an unbounded parameter")
     return dist.Bernoulli(probs=p) if p is not None else dist.Bernoulli(logits=logits)
 
 
 def _categorical(probs=None, logits=None):
     if (probs is None) == (logits is None):
         raise ValueError("categorical: give exactly one of probs or logits")
+    if probs is not None:
+        checks.in_interval("probs", probs, 0.0, 1.0)
+        total = checks.is_concrete(probs) and np.sum(np.asarray(probs, dtype=float), axis=-1)
+        if total is not False and not np.allclose(total, 1.0, atol=1e-5):
+            raise ValueError(checks.message("probs", "probabilities that sum to 1 along the last axis",
+                                            f"sums {np.round(total, 6).tolist()}", "normalise them, or pass logits=..."))
     return dist.Categorical(probs=probs) if probs is not None else dist.Categorical(logits=logits)
 
 
@@ -166,6 +174,7 @@ def normal_reparam(loc, scale):
       >>> normal_reparam(0.0, 1.0).strategy.kind
       'reparam'
     """
+    checks.positive("scale", scale)
     return Choice(dist.Normal(loc, scale), reparam)
 
 
@@ -177,6 +186,7 @@ def normal_reinforce(loc, scale, baseline_value=None):
       >>> normal_reinforce(0.0, 1.0, baseline_value=2.0).strategy
       Strategy(kind='reinforce', baseline=2.0)
     """
+    checks.positive("scale", scale)
     return Choice(dist.Normal(loc, scale), Strategy("reinforce", baseline_value))
 
 
@@ -258,6 +268,8 @@ def beta_implicit(a, b):
       >>> type(beta_implicit(2.0, 3.0).distribution).__name__
       'Beta'
     """
+    checks.positive("a", a)
+    checks.positive("b", b)
     return Choice(dist.Beta(a, b), reparam)
 
 
@@ -269,6 +281,8 @@ def gamma_implicit(concentration, rate=1.0):
       >>> gamma_implicit(2.0).strategy.kind
       'reparam'
     """
+    checks.positive("concentration", concentration)
+    checks.positive("rate", rate)
     return Choice(dist.Gamma(concentration, rate), reparam)
 
 
@@ -280,6 +294,10 @@ def uniform_reparam(low, high):
       >>> uniform_reparam(0.0, 2.0).strategy.kind
       'reparam'
     """
+    checks.finite("low", low)
+    checks.finite("high", high)
+    if checks.is_concrete((low, high)) and not np.all(np.asarray(high, dtype=float) > np.asarray(low, dtype=float)):
+        raise ValueError(checks.message("high", "a value above low", f"low={low}, high={high}"))
     return Choice(dist.Uniform(low, high), reparam)
 
 

@@ -74,6 +74,7 @@ def relax_gradient(
     n = C.check_estimator_args(f, distribution, key, num_samples)
     C.check_params(params)
     C.check_params(control_params, "control_params")
+    checks.function("control", control, "a function control(z, control_params) -> scalar")
     d = C.make_distribution(distribution, params)
     if type(d).__name__.startswith("Categorical"):
         relaxation = _categorical_relaxation(distribution, d, params, key)

@@ -81,6 +81,8 @@ def stochastic_times_smooth(key, logits):
 
 def noisy_rectifier(key, logits, scale: float = 1.0):
     r"""Noisy rectifier :math:`h = \max(0, a + z)`, :math:`z\sim\mathrm{Logistic}(0, s)`: fires with prob :math:`\sigma(a/s)`."""
+    checks.prng_key(key)
+    checks.positive("scale", scale, do="the logistic noise scale s must be > 0")
     return jax.nn.relu(logits + scale * jax.random.logistic(key, jnp.shape(logits)))
 
 

@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Optional
 import jax
 import numpy as np
 
+from ulam import checks
+
 __all__ = ["save_checkpoint", "load_checkpoint", "fingerprint", "hash_function", "check_fingerprint",
            "CheckpointMismatch"]
 
@@ -103,6 +105,7 @@ def hash_function(fn: Callable, *example_args) -> str:
       >>> hash_function(lambda x: x * 2, jnp.ones(3)) == hash_function(lambda x: x * 3, jnp.ones(3))
       False
     """
+    checks.function("fn", fn, "a function to hash (traced on example_args)")
     closed = jax.make_jaxpr(fn)(*example_args)
     consts = [np.asarray(jax.random.key_data(c) if _is_key(c) else c).tobytes() for c in closed.consts]
     return _hash_bytes(str(closed.jaxpr).encode(), *consts)
@@ -144,6 +147,9 @@ def fingerprint(
     """
     from ulam import __version__
 
+    if functions is not None and not isinstance(functions, Mapping):
+        raise TypeError(checks.message("functions", "a mapping name -> (fn, example_args)", type(functions).__name__,
+                                       "e.g. functions={'model': (log_density, (x0,))}"))
     fp: dict[str, str] = {"ulam": str(__version__)}
     if run_id is not None:
         fp["run_id"] = str(run_id)

@@ -21,6 +21,8 @@ from typing import Any, Iterator, Optional
 
 import jax
 
+from ulam import checks
+
 __all__ = ["TqdmProgress", "NoProgress", "resolve_progress", "active_meter", "report_progress"]
 
 
@@ -60,6 +62,7 @@ class TqdmProgress:
     """
 
     def __init__(self, file=None, mininterval: float = 0.2, **tqdm_kwargs):
+        checks.positive("mininterval", mininterval, allow_zero=True)
         self.file = file
         self.mininterval = mininterval
         self.tqdm_kwargs = tqdm_kwargs

@@ -85,6 +85,9 @@ def round_sizes(num_items: int, batch_size: int, unit: int = 1) -> list[int]:
       >>> round_sizes(100, 64, unit=8)
       [64, 32]
     """
+    num_items = checks.count("num_items", num_items, minimum=0)
+    batch_size = checks.count("batch_size", batch_size)
+    unit = checks.count("unit", unit)
     per, total = _per_round(num_items, batch_size, unit)
     sizes = [per] * (total // per)
     if total % per:

@@ -129,7 +129,12 @@ def train(
         )
 
     if not grad_names:
-        grads_shape = jax.eval_shape(lambda: update_fn(params, opt_state, key, *args)[3])
+        out_shape = jax.eval_shape(lambda: update_fn(params, opt_state, key, *args))
+        if not (isinstance(out_shape, (tuple, list)) and len(out_shape) == 4):
+            got = f"a {len(out_shape)}-tuple" if isinstance(out_shape, (tuple, list)) else type(out_shape).__name__
+            raise TypeError(checks.message("update_fn", "its output to be (params, opt_state, value, grads)", got,
+                                           "return the gradients too (ulam.vi.make_update has this form)"))
+        grads_shape = out_shape[3]
         grad_names.extend(n for n, leaf in zip(_leaf_names(grads_shape), jax.tree_util.tree_leaves(grads_shape))
                           if jnp.issubdtype(leaf.dtype, jnp.inexact))
     param_names = [n for n, leaf in zip(param_names, jax.tree_util.tree_leaves(params))

@@ -57,6 +57,36 @@ __all__ = [
 _PROJECTION_STEPS = 3
 
 
+def _numbers(*values):
+    """The values as float arrays when all are concrete numbers, else ``None``.
+
+    Domains are pytrees: JAX rebuilds them with tracers (inside ``jit``) or placeholders (in tree
+    utilities), so construction-time checks run only on concrete numbers.
+    """
+    out = []
+    for v in values:
+        if v is None or not checks.is_concrete(v):
+            return None
+        try:
+            out.append(np.asarray(v, dtype=float))
+        except (TypeError, ValueError):
+            return None
+    return out
+
+
+def _check_pair(cls_name, first, second):
+    for name, d in (("first", first), ("second", second)):
+        # Numbers, strings and arrays are never domains (a tree utility may put other placeholders here).
+        if not hasattr(d, "sdf") and isinstance(d, (int, float, str, np.ndarray, jax.Array, np.number)):
+            raise TypeError(checks.message(f"{cls_name}: {name}", "a domain (Ball, Box, Polygon, ...)", type(d).__name__))
+    try:
+        d1, d2 = first.dim, second.dim
+    except Exception:  # noqa: BLE001 -- a placeholder rebuilt by a tree utility: nothing to check
+        return
+    if d1 != d2:
+        raise ValueError(checks.message(f"{cls_name}: second", f"a {d1}-D domain like first", f"a {d2}-D domain"))
+
+
 def _pytree(data: tuple[str, ...], meta: tuple[str, ...] = ()):
     """Register a frozen dataclass as a pytree with ``data`` as leaves and ``meta`` static."""
 
@@ -117,6 +147,16 @@ class Ball(_Domain):
     center: jax.Array
     radius: jax.Array
 
+    def __post_init__(self):
+        v = _numbers(self.center, self.radius)
+        if v is not None:
+            if v[0].ndim != 1 or v[0].size < 1:
+                raise ValueError(checks.message("Ball: center", "a point of shape (dim,)", f"shape {v[0].shape}"))
+            if v[1].ndim != 0:
+                raise ValueError(checks.message("Ball: radius", "a scalar", f"shape {v[1].shape}"))
+            checks.finite("Ball: center", v[0])
+            checks.positive("Ball: radius", v[1])
+
     @property
     def dim(self) -> int:
         return int(np.shape(self.center)[-1])
@@ -152,6 +192,17 @@ class Box(_Domain):
 
     center: jax.Array
     half_widths: jax.Array
+
+    def __post_init__(self):
+        v = _numbers(self.center, self.half_widths)
+        if v is not None:
+            if v[0].ndim != 1 or v[0].size < 1:
+                raise ValueError(checks.message("Box: center", "a point of shape (dim,)", f"shape {v[0].shape}"))
+            if v[1].shape not in ((), v[0].shape):
+                raise ValueError(checks.message("Box: half_widths", f"a scalar or shape {v[0].shape} like center",
+                                                f"shape {v[1].shape}"))
+            checks.finite("Box: center", v[0])
+            checks.positive("Box: half_widths", v[1])
 
     @property
     def dim(self) -> int:
@@ -213,6 +264,13 @@ class Polygon(_Domain):
 
     vertices: jax.Array
 
+    def __post_init__(self):
+        v = _numbers(self.vertices)
+        if v is not None:
+            if v[0].ndim != 2 or v[0].shape[1] != 2 or v[0].shape[0] < 3:
+                raise ValueError(checks.message("Polygon: vertices", "shape (num_vertices >= 3, 2)", f"shape {v[0].shape}"))
+            checks.finite("Polygon: vertices", v[0])
+
     @property
     def dim(self) -> int:
         return 2
@@ -251,6 +309,15 @@ class StarShaped(_Domain):
     sin_coefficients: jax.Array
     mean_radius: jax.Array = 1.0
     num_segments: int = 512
+
+    def __post_init__(self):
+        if isinstance(self.num_segments, (int, np.integer, float, bool)):
+            checks.count("StarShaped: num_segments", self.num_segments, minimum=3)
+        v = _numbers(self.center, self.mean_radius)
+        if v is not None:
+            if v[0].shape != (2,):
+                raise ValueError(checks.message("StarShaped: center", "a 2-D point of shape (2,)", f"shape {v[0].shape}"))
+            checks.positive("StarShaped: mean_radius", v[1])
 
     @property
     def dim(self) -> int:
@@ -302,6 +369,17 @@ class SignedDistance(_Domain):
     lower: tuple
     upper: tuple
 
+    def __post_init__(self):
+        checks.function("SignedDistance: function", self.function, "a function x -> signed distance (negative inside)")
+        dim = checks.count("SignedDistance: dim", self.dim)
+        lo, hi = np.asarray(self.lower, dtype=float), np.asarray(self.upper, dtype=float)
+        if lo.shape != (dim,) or hi.shape != (dim,):
+            raise ValueError(checks.message("SignedDistance: lower, upper", f"two bounding-box corners of length dim={dim}",
+                                            f"shapes {lo.shape} and {hi.shape}"))
+        if not np.all(np.isfinite(lo) & np.isfinite(hi) & (lo < hi)):
+            raise ValueError(checks.message("SignedDistance: lower, upper", "finite corners with lower < upper in every "
+                                            "coordinate", f"lower={lo.tolist()}, upper={hi.tolist()}"))
+
     @property
     def bounds(self):
         return np.asarray(self.lower, float), np.asarray(self.upper, float)
@@ -348,6 +426,9 @@ class Union(_Domain):
     first: object
     second: object
 
+    def __post_init__(self):
+        _check_pair("Union", self.first, self.second)
+
     @property
     def dim(self) -> int:
         return self.first.dim
@@ -382,6 +463,9 @@ class Intersection(_Domain):
     first: object
     second: object
 
+    def __post_init__(self):
+        _check_pair("Intersection", self.first, self.second)
+
     @property
     def dim(self) -> int:
         return self.first.dim
@@ -415,6 +499,9 @@ class Difference(_Domain):
 
     first: object
     second: object
+
+    def __post_init__(self):
+        _check_pair("Difference", self.first, self.second)
 
     @property
     def dim(self) -> int:

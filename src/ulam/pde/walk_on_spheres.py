@@ -722,6 +722,9 @@ def gradient_from_moments(m: WalkMoments, d: int, *, baseline: bool = True) -> E
       >>> bool(jnp.all(jnp.abs(g.mean[0] - jnp.array([2.0, -1.0])) < 4 * g.stderr[0] + 0.02))
       True
     """
+    d = checks.count("d", d)
+    if m.mean.shape[-1] != 1 + 3 * d:
+        raise ValueError(checks.message("d", f"the dimension the moments were gathered in ({(m.mean.shape[-1] - 1) // 3})", d))
     g_idx = slice(1 + d, 1 + 2 * d)
     a_idx = slice(1 + 2 * d, 1 + 3 * d)
     mean = m.mean[:, g_idx]

@@ -157,7 +157,7 @@ def sliced_wasserstein(
     uniform = x_weights is None and y_weights is None
 
     proj_x, proj_y = theta @ x.T, theta @ y.T  # (L, n), (L, m)
-    costs = wasserstein_1d(proj_x, proj_y, None if uniform else a, None if uniform else b, p=p)
+    costs = wasserstein_1d(proj_x, proj_y, None if uniform else a, None if uniform else b, p=p, check_finite=False)
 
     info = {"slice_costs": costs}
     values = costs
@@ -329,7 +329,7 @@ def max_sliced_wasserstein(
 
     def value(v):  # (S, d) -> (S,)
         theta = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-        return wasserstein_1d(theta @ xs.T, theta @ ys.T, a_s, b_s, p=p)
+        return wasserstein_1d(theta @ xs.T, theta @ ys.T, a_s, b_s, p=p, check_finite=False)
 
     optimizer = optax.adam(learning_rate)
     v0 = random_directions(key, num_starts, dim, x.dtype)
@@ -345,7 +345,7 @@ def max_sliced_wasserstein(
     best = jax.lax.stop_gradient(v[jnp.argmax(finals)])
     theta = best / jnp.linalg.norm(best)
     w = wasserstein_1d((x @ theta)[None], (y @ theta)[None], None if a is None else a[None],
-                       None if b is None else b[None], p=p)[0]
+                       None if b is None else b[None], p=p, check_finite=False)[0]
     if not pth_power:
         w = jnp.maximum(w, 0.0) ** (1.0 / p)
     nan = jnp.full((), jnp.nan, w.dtype)

@@ -11,7 +11,7 @@ from ulam.transport.checks import power, weights
 __all__ = ["wasserstein_1d"]
 
 
-def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
+def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0, check_finite: bool = True):
     r"""The p-th power of the Wasserstein-p distance between 1-D empirical measures.
 
     .. math::
@@ -35,6 +35,9 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
       u_weights, v_weights: probability weights of shape ``(n,)``/``(m,)`` or with the
         batch axes; ``None`` for uniform. Must be non-negative and sum to 1.
       p: the order, ``p >= 1``.
+      check_finite: refuse NaN/inf atoms (when the atoms are concrete); callers that checked
+        their inputs already (``sliced_wasserstein`` projects checked clouds) pass ``False``
+        to skip the host round-trip.
 
     Example:
       >>> import jax.numpy as jnp
@@ -52,6 +55,9 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, *, p: float = 2.0):
         raise ValueError(checks.message("u, v", "measures with at least one atom each", f"shapes {u.shape} and {v.shape}"))
     if u.shape[:-1] != v.shape[:-1]:
         raise ValueError(checks.message("u, v", "equal batch shapes", f"{u.shape[:-1]} and {v.shape[:-1]}"))
+    if check_finite:
+        checks.finite("u", u, "drop or impute the NaN/inf atoms first")
+        checks.finite("v", v, "drop or impute the NaN/inf atoms first")
     dtype = jnp.result_type(u.dtype, v.dtype, jnp.float32)
     u, v = u.astype(dtype), v.astype(dtype)
     n, m = u.shape[-1], v.shape[-1]

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ulam import checks
+
 __all__ = ["Learner", "logistic_regression", "mlp", "knn"]
 
 
@@ -84,6 +86,8 @@ def logistic_regression(
         raise ValueError(f"num_classes: logistic_regression is binary, got {num_classes}; use mlp() or knn()")
     if not l2 > 0:
         raise ValueError(f"l2: must be positive (it keeps every subset's fit well posed), got {l2}")
+    checks.count("num_newton_steps", num_newton_steps)
+    checks.count("path_steps", path_steps)
 
     def design(X):
         return jnp.concatenate([X, jnp.ones((X.shape[0], 1), X.dtype)], axis=1)
@@ -177,8 +181,11 @@ def mlp(
     Every subset starts from the same initial weights (drawn once from ``seed``), so
     the fit is a deterministic function of the subset, as Data Shapley requires.
     """
-    if hidden < 1 or num_classes < 2 or num_steps < 1:
-        raise ValueError(f"mlp: need hidden >= 1, num_classes >= 2, num_steps >= 1; got {hidden}, {num_classes}, {num_steps}")
+    checks.count("hidden", hidden)
+    checks.count("num_classes", num_classes, minimum=2)
+    checks.count("num_steps", num_steps)
+    checks.positive("learning_rate", learning_rate)
+    checks.positive("l2", l2, allow_zero=True)
 
     def init(d):
         k1, k2 = jax.random.split(jax.random.key(seed))
@@ -232,8 +239,8 @@ def knn(k: int = 3, num_classes: int = 2) -> Learner:
     records the subset, so a fit costs nothing and a prediction costs one distance
     matrix: the microsecond learner of the paper's small exact experiments.
     """
-    if k < 1:
-        raise ValueError(f"k: must be at least 1, got {k}")
+    checks.count("k", k)
+    checks.count("num_classes", num_classes, minimum=2)
 
     def fit(X, y, w):
         return (X, y, w.astype(bool))

@@ -87,8 +87,10 @@ def sample_permutations(key: jax.Array, num_players: int, num_units: int, scheme
     ``plain``: 1 row per draw; ``antithetic``: a permutation and its reverse;
     ``stratified``: the ``G`` cyclic shifts of one permutation (player at every position once).
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
+    checks.one_of("scheme", scheme, SCHEMES)
+    checks.prng_key(key)
+    num_players = checks.count("num_players", num_players)
+    num_units = checks.count("num_units", num_units, minimum=0)
     keys = jax.random.split(key, num_units)
     base = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, num_players))(keys), np.int32)
     if scheme in ("plain", "neyman"):
@@ -105,9 +107,9 @@ def unit_size(scheme: str, num_players: int) -> int:
 
 def beta_position_weights(num_players: int, alpha: float, beta: float) -> np.ndarray:
     r"""Weights :math:`r_j = \binom{G-1}{j-1}\,G\,B(j+\beta-1, G-j+\alpha)/B(\alpha,\beta)`, ``j = 1..G``."""
-    if not (alpha > 0 and beta > 0):
-        raise ValueError(f"alpha, beta: must be positive, got {alpha}, {beta}")
-    G = num_players
+    checks.positive("alpha", alpha)
+    checks.positive("beta", beta)
+    G = checks.count("num_players", num_players)
     j = np.arange(1, G + 1, dtype=np.float64)
     log_binom = gammaln(G) - gammaln(j) - gammaln(G - j + 1)
     log_w = math.log(G) + betaln(j + beta - 1, G - j + alpha) - betaln(alpha, beta)

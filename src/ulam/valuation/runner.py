@@ -88,6 +88,10 @@ def history_deviation(samples: np.ndarray, window: int = 100) -> float:
       >>> history_deviation(np.ones((200, 3)), window=100)
       0.0
     """
+    window = checks.count("window", window)
+    samples = np.asarray(samples)
+    if samples.ndim != 2:
+        raise ValueError(checks.message("samples", "per-permutation marginals of shape (T, G)", f"shape {samples.shape}"))
     T = samples.shape[0]
     if T < window:
         return 1.0

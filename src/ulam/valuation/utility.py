@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ulam import checks
 from ulam.valuation.learners import Learner
 
 __all__ = ["Utility", "JaxUtility", "SklearnUtility", "jax_utility", "sklearn_utility", "accuracy"]
@@ -43,6 +44,8 @@ __all__ = ["Utility", "JaxUtility", "SklearnUtility", "jax_utility", "sklearn_ut
 
 def accuracy(y_true, y_pred):
     """Fraction of correct predictions (works on JAX and NumPy arrays)."""
+    if jnp.shape(y_true) != jnp.shape(y_pred):
+        raise ValueError(checks.message("y_pred", f"the shape of y_true {jnp.shape(y_true)}", f"shape {jnp.shape(y_pred)}"))
     return (y_true == y_pred).mean()
 
 
@@ -141,6 +144,7 @@ class JaxUtility(Utility):
                 f"learner: expected a ulam.valuation Learner (logistic_regression(), mlp(), knn()), got {type(learner).__name__}; "
                 "for a scikit-learn estimator use sklearn_utility()"
             )
+        checks.function("metric", metric, "a function metric(y_true, y_pred) -> scalar, e.g. ulam.valuation.accuracy")
         X, y, X_test, y_test, classes = _check_data(X, y, X_test, y_test)
         all_classes = np.unique(np.concatenate([classes, np.unique(y_test)]))
         if all_classes.size > learner.num_classes:

@@ -97,6 +97,15 @@ class FitResult:
         return pd.DataFrame([row])
 
 
+def _check_objective_and_optimizer(objective, optimizer) -> None:
+    if not isinstance(objective, Objective):
+        raise TypeError(checks.message("objective", "a ulam.vi Objective (elbo(...), iwae(...), ...)",
+                                       type(objective).__name__, "wrap a log-joint and guide: vi.elbo(log_joint, guide)"))
+    if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(checks.message("optimizer", "an optax GradientTransformation (init and update)",
+                                       f"{type(optimizer).__name__} {optimizer!r}"[:80], "e.g. optax.adam(1e-2)"))
+
+
 def make_update(objective: Objective, optimizer, num_samples: int = 1, batch_size: int | None = None):
     """One ascent step that also returns the gradients: ``update(params, opt_state, key, *data) ->
     (params, opt_state, value, grads)`` (the form :func:`ulam.harness.train` runs).
@@ -115,6 +124,10 @@ def make_update(objective: Objective, optimizer, num_samples: int = 1, batch_siz
       >>> grads[1].shape
       (1,)
     """
+    _check_objective_and_optimizer(objective, optimizer)
+    num_samples = checks.count("num_samples", num_samples)
+    if batch_size is not None:
+        batch_size = checks.count("batch_size", batch_size)
 
     def update(params, opt_state, key, *data):
         # no key splitting that the step does not use: each split is a serial threefry hash
@@ -229,7 +242,9 @@ def fit(
       >>> bool(abs(res.params[1][0] - 3.0) < 0.3), res.values.shape
       (True, (500,))
     """
+    _check_objective_and_optimizer(objective, optimizer)
     check_vi_params(params)
+    checks.finite("params", params, "start from finite parameters")
     checks.prng_key(key)
     num_samples = checks.count("num_samples", num_samples)
     num_steps = checks.count("num_steps", num_steps)

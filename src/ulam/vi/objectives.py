@@ -182,6 +182,9 @@ def objective_from_program(name: str, program_of: Callable) -> Objective:
       >>> bool(abs(g.mean[1] + 2.0) < 4 * g.stderr[1])
       True
     """
+    if not isinstance(name, str):
+        raise TypeError(checks.message("name", "a str naming the objective", type(name).__name__))
+    checks.function("program_of", program_of, "a function program_of(*data) -> program(t, params)")
 
     def surrogate(params, key, *data):
         return program_surrogate(program_of(*data), params, key, 1)
@@ -222,6 +225,9 @@ def elbo(log_joint: Callable, guide: Callable, *, strategy: Strategy = reparam) 
       >>> v, g = obj.grad_estimate(((), jnp.array([1.0, 0.0])), jax.random.key(0), 100)
     """
     _check_model(log_joint, guide)
+    if not isinstance(strategy, Strategy):
+        raise TypeError(checks.message("strategy", "a ulam.grad Strategy (reparam, reinforce, enum, mvd or baseline(...))",
+                                       f"{type(strategy).__name__} {strategy!r}", "from ulam.grad import reparam"))
 
     def program_of(*data):
         def program(t, params):
@@ -265,7 +271,7 @@ def iwae(log_joint: Callable, guide: Callable, num_importance_samples: int | Non
                 draws = [_guide_draw(t, f"z{k}", guide, log_joint, theta, phi, data, strategy) for k in range(K)]
                 log_w = jnp.stack([_log_joint_value(log_joint, z, theta, data) - lq for z, lq in draws])
                 return log_mean_exp(log_w)
-            q = guide(phi, *data)
+            q = _guide_output(guide, phi, data)
             zs = t.sample("z", _particles(q, K), strategy)
             log_w = jax.vmap(lambda z: _log_joint_value(log_joint, z, theta, data))(zs) - summed_log_prob(q, zs, lead=1)
             return log_mean_exp(log_w)
@@ -277,7 +283,7 @@ def iwae(log_joint: Callable, guide: Callable, num_importance_samples: int | Non
 
 def _log_weights(log_joint, guide, params, key, K, data, *, stop_z):
     theta, phi = params
-    q = guide(phi, *data)
+    q = _guide_output(guide, phi, data)
     qK = _particles(q, K)
     zs = qK.sample(key) if stop_z else (qK.rsample(key) if hasattr(qK, "rsample") else qK.sample(key))
     if stop_z:
@@ -349,7 +355,7 @@ def iwae_dreg(log_joint: Callable, guide: Callable, num_importance_samples: int 
     def surrogate(params, key, *data):
         theta, phi = params
         q_stop = guide(jax.lax.stop_gradient(phi), *data)
-        q = guide(phi, *data)
+        q = _guide_output(guide, phi, data)
         qK = _particles(q, K)
         if not hasattr(qK, "rsample") or getattr(qK, "has_rsample", True) is False:
             raise ValueError("guide: DReG needs a reparameterizable guide (rsample)")
@@ -386,6 +392,9 @@ def reweighted_wake_sleep(log_joint: Callable, guide: Callable, num_importance_s
       >>> obj
       Objective('rws(4)')
     """
+    if not (wake_q or wake_p):
+        raise ValueError(checks.message("wake_q, wake_p", "at least one of them True", "both False",
+                                        "an objective that updates nothing has nothing to fit"))
     _check_model(log_joint, guide)
     K = check_num_importance_samples(num_importance_samples, num_particles=num_particles, fn="reweighted_wake_sleep")
 
@@ -505,8 +514,17 @@ class SIRGuide(_SIRGuideFields):
         return zs[i], log_g[i] - log_mean_exp(log_w)
 
 
+def _guide_output(guide, phi, data):
+    """``guide(phi, *data)``, checked to be a distribution (``sample`` and ``log_prob``)."""
+    q = guide(phi, *data)
+    if not (hasattr(q, "sample") and hasattr(q, "log_prob")):
+        raise TypeError(checks.message("guide", "its output to be a distribution with sample and log_prob",
+                                       type(q).__name__, "return e.g. dist.Normal(phi[0], jnp.exp(phi[1]))"))
+    return q
+
+
 def _guide_draw(t, name, guide, log_joint, theta, phi, data, strategy):
     """One guide draw and its (exact, or for SIR estimated) log-density."""
     if isinstance(guide, SIRGuide):
         return guide.draw(t, name, log_joint, theta, phi, data, strategy)
-    return t.sample_with_log_prob(name, guide(phi, *data), strategy)
+    return t.sample_with_log_prob(name, _guide_output(guide, phi, data), strategy)
