@@ -64,40 +64,8 @@ XFAIL: dict[str, tuple[str, str]] = {
     "diagnostics.pareto_khat.nan_weights": (NONE, "returns ArrayImpl, no error"),
     "diagnostics.importance_ess.nan": (NONE, "returns ArrayImpl, no error"),
     "diagnostics.pareto_khat_from_tail.n_zero": (SILENT, "returns ArrayImpl computed with the invalid input, no error"),
-    "mcmc.sample.step_size_negative": (SILENT, "returns MCMCResult computed with the invalid input, no error"),
-    "mcmc.sample.step_size_nan": (SILENT, "returns MCMCResult computed with the invalid input, no error"),
-    "mcmc.sample.step_size_inf": (SILENT, "returns MCMCResult computed with the invalid input, no error"),
-    "mcmc.sample.inverse_mass_matrix_negative": (SILENT, "returns MCMCResult computed with the invalid input, no error"),
-    "mcmc.sample.logdensity_is_distribution": (CRYPTIC, "KeyError: 'rng_key'"),
-    "mcmc.sample.logdensity_returns_vector": (THIRD, "TypeError: Gradient only defined for scalar-output functions. Output had shape: (2,)."),
-    "mcmc.sample.max_tree_depth_zero": (SILENT, "returns MCMCResult computed with the invalid input, no error"),
-    "mcmc.hmc.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.hmc.step_size_nan": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.hmc.inverse_mass_matrix_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.hmc.logdensity_not_callable": (THIRD, "TypeError: Expected a callable value, got 3.0"),
-    "mcmc.nuts.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.nuts.step_size_nan": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.nuts.inverse_mass_matrix_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.nuts.logdensity_not_callable": (THIRD, "TypeError: Expected a callable value, got 3.0"),
-    "mcmc.mala.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.mala.step_size_nan": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.mala.inverse_mass_matrix_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.mala.logdensity_not_callable": (THIRD, "TypeError: Expected a callable value, got 3.0"),
-    "mcmc.rwm.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.rwm.step_size_nan": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.rwm.inverse_mass_matrix_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.rwm.logdensity_not_callable": (THIRD, "TypeError: 'float' object is not callable"),
-    "mcmc.ula.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.ula.step_size_nan": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.ula.inverse_mass_matrix_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.ula.logdensity_not_callable": (THIRD, "TypeError: Expected a callable value, got 3.0"),
-    "mcmc.mala.step_size_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.hmc.num_integration_steps_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.nuts.max_tree_depth_zero": (SILENT, "returns ndarray computed with the invalid input, no error"),
-    "mcmc.hmc.dense_inverse_mass_not_psd": (SILENT, "returns ndarray computed with the invalid input, no error"),
     "mcmc.elliptical_slice.cov_not_psd": (SILENT, "returns ndarray computed with the invalid input, no error"),
     "mcmc.elliptical_slice.mean_wrong_shape": (CRYPTIC, "ValueError: Incompatible types for broadcasting: input type=float32[3] and requested type=float32[2]"),
-    "mcmc.preconditioned_langevin.step_size_negative": (SILENT, "returns ndarray computed with the invalid input, no error"),
     "mcmc.welford_init.dim_zero": (NONE, "returns WelfordState, no error"),
     "mcmc.sgld.step_size_negative": (SILENT, "returns Kernel computed with the invalid input, no error"),
     "mcmc.sghmc.friction_negative": (SILENT, "returns Kernel computed with the invalid input, no error"),
@@ -179,7 +147,13 @@ BAD_KEYS = {
 def _tiny_mcmc(**kw):
     opts = dict(num_chains=1, num_warmup=5, num_draws=5, progress=False)
     opts.update(kw)
-    return mcmc.sample(opts.pop("key", KEY), opts.pop("logdensity_fn", LD), opts.pop("initial_position", X0[None]), **opts)
+    logdensity_fn = opts.pop("logdensity_fn", LD)
+    return mcmc.sample(logdensity_fn, opts.pop("key", KEY), opts.pop("initial_position", X0[None]), **opts)
+
+
+def _bound(name, logdensity_fn, step_size, inverse_mass_matrix=None, **options):
+    """A built-in kernel bound to a target and fixed parameters: ``mcmc.<name>_kernel(**options).bind(...)``."""
+    return getattr(mcmc, f"{name}_kernel")(**options).bind(logdensity_fn, step_size, inverse_mass_matrix)
 
 
 def _run_kernel(kernel, position=X0, steps=2):
@@ -394,7 +368,7 @@ add(
     r"max_tree_depth",
 )
 for _kname in ("hmc", "nuts", "mala", "rwm", "ula"):
-    _kf = getattr(mcmc, _kname)
+    _kf = (lambda *a, _n=_kname, **k: _bound(_n, *a, **k))
     add(f"mcmc.{_kname}.step_size_negative", (lambda kf=_kf: _run_kernel(kf(LD, -0.1))), ValueError, r"step_size",
         f"mcmc.{_kname}(logdensity, -0.1) then 2 steps")
     add(f"mcmc.{_kname}.step_size_nan", (lambda kf=_kf: _run_kernel(kf(LD, float("nan")))), ValueError, r"step_size",
@@ -408,30 +382,30 @@ for _kname in ("hmc", "nuts", "mala", "rwm", "ula"):
     )
     add(f"mcmc.{_kname}.logdensity_not_callable", (lambda kf=_kf: _run_kernel(kf(3.0, 0.1))), TypeError, r"logdensity_fn",
         f"mcmc.{_kname}(3.0, 0.1) then 2 steps")
-add("mcmc.mala.step_size_zero", lambda: _run_kernel(mcmc.mala(LD, 0.0)), ValueError, r"step_size")
-add("mcmc.hmc.num_integration_steps_zero", lambda: _run_kernel(mcmc.hmc(LD, 0.1, num_integration_steps=0)), ValueError, r"num_integration_steps")
-add("mcmc.nuts.max_tree_depth_zero", lambda: _run_kernel(mcmc.nuts(LD, 0.1, max_tree_depth=0)), ValueError, r"max_tree_depth")
+add("mcmc.mala.step_size_zero", lambda: _run_kernel(_bound("mala", LD, 0.0)), ValueError, r"step_size")
+add("mcmc.hmc.num_integration_steps_zero", lambda: _run_kernel(_bound("hmc", LD, 0.1, num_integration_steps=0)), ValueError, r"num_integration_steps")
+add("mcmc.nuts.max_tree_depth_zero", lambda: _run_kernel(_bound("nuts", LD, 0.1, max_tree_depth=0)), ValueError, r"max_tree_depth")
 add(
     "mcmc.hmc.dense_inverse_mass_not_psd",
-    lambda: _run_kernel(mcmc.hmc(LD, 0.1, -jnp.eye(2))),
+    lambda: _run_kernel(_bound("hmc", LD, 0.1, -jnp.eye(2))),
     ValueError,
     r"inverse_mass_matrix",
 )
 add(
     "mcmc.elliptical_slice.cov_not_psd",
-    lambda: _run_kernel(mcmc.elliptical_slice(lambda x: -jnp.sum(x**2), jnp.zeros(2), -jnp.eye(2))),
+    lambda: _run_kernel(mcmc.elliptical_slice_kernel(lambda x: -jnp.sum(x**2), jnp.zeros(2), -jnp.eye(2))),
     ValueError,
     r"\bcov\b",
 )
 add(
     "mcmc.elliptical_slice.mean_wrong_shape",
-    lambda: _run_kernel(mcmc.elliptical_slice(lambda x: -jnp.sum(x**2), jnp.zeros(3), jnp.eye(2))),
+    lambda: _run_kernel(mcmc.elliptical_slice_kernel(lambda x: -jnp.sum(x**2), jnp.zeros(3), jnp.eye(2))),
     ValueError,
     r"mean",
 )
 add(
     "mcmc.preconditioned_langevin.step_size_negative",
-    lambda: _run_kernel(mcmc.preconditioned_langevin(LD, -0.1, jnp.ones(2))),
+    lambda: _run_kernel(mcmc.preconditioned_langevin_kernel(LD, -0.1, jnp.ones(2))),
     ValueError,
     r"step_size",
 )
@@ -446,13 +420,13 @@ add(
 )
 add(
     "mcmc.sgld.step_size_negative",
-    lambda: mcmc.sgld(lambda p, b: p, jnp.zeros((4, 1)), 2, -0.1),
+    lambda: mcmc.sgld_kernel(lambda p, b: p, jnp.zeros((4, 1)), 2, -0.1),
     ValueError,
     r"step_size",
 )
 add(
     "mcmc.sghmc.friction_negative",
-    lambda: mcmc.sghmc(lambda p, b: p, jnp.zeros((4, 1)), 2, 0.1, friction=-1.0),
+    lambda: mcmc.sghmc_kernel(lambda p, b: p, jnp.zeros((4, 1)), 2, 0.1, friction=-1.0),
     ValueError,
     r"friction",
 )
