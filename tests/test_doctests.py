@@ -38,7 +38,7 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(module, name, globs={}):
+    for test in finder.find(module, name):  # globals: a copy of the module's own
         if test.examples and _belongs_to(test, module):
             runner.run(test)
     result = runner.summarize(verbose=False)
