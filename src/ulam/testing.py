@@ -24,6 +24,7 @@ import jax
 import jax.monitoring
 import numpy as np
 
+from ulam import checks
 from ulam.estimate import Estimate
 
 __all__ = [
@@ -142,8 +143,8 @@ def assert_unbiased(
       >>> pooled.n
       32
     """
-    if num_replicates < 2:
-        raise ValueError(f"num_replicates: need at least 2, got {num_replicates}")
+    checks.prng_key(key)
+    checks.count("num_replicates", num_replicates, 2)
     keys = jax.random.split(key, num_replicates)
     means = jax.vmap(lambda k: estimator(k).mean)(keys)
     pooled = Estimate.from_samples(means)

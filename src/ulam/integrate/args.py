@@ -30,11 +30,6 @@ DEFAULT_BATCH_SIZE = 1 << 18
 NONFINITE_MODES = ("raise", "drop")
 
 
-# ---------------------------------------------------------------------------
-# Argument checks: early, and naming the argument.
-# ---------------------------------------------------------------------------
-
-
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """A count ``>= minimum`` (:func:`ulam.checks.count`)."""
     return checks.count(name, value, minimum)
@@ -122,11 +117,6 @@ def flat_spec(f: Callable, example) -> tuple[Callable, Callable, int, Any]:
 def one_draw(p: Any, key: jax.Array):
     """The shape of one draw, traced abstractly (no sampling code enters the compiled program)."""
     return jax.eval_shape(lambda k: jax.tree_util.tree_map(lambda a: a[0], draw_from(p, k, 1)), key)
-
-
-# ---------------------------------------------------------------------------
-# From moments to an Estimate, with the non-finite policy.
-# ---------------------------------------------------------------------------
 
 
 def is_traced(x) -> bool:
