@@ -2,18 +2,17 @@ r"""Antithetic variates: pairs :math:`(X, \bar X)` of mirrored draws (:func:`ant
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from ulam import checks, jit_cache
+from ulam import jit_cache
 from ulam.deprecation import renamed_keywords
 from ulam.estimate import Estimate
 from ulam.integrate.args import (
-    apply_nonfinite_policy, as_count, check_count, check_f, check_nonfinite, check_sampler, draw_from, flat_spec,
-    one_draw, resolve_batch_size, variance_equivalent_ess,
+    apply_nonfinite_policy, as_count, check_estimator_args, draw_from, flat_spec, one_draw,
+    resolve_batch_size, variance_equivalent_ess,
 )
 from ulam.integrate.uniform import bind_transform, open_uniform, reflection, uniform_transform
 from ulam.streaming import stream_moments
@@ -77,11 +76,7 @@ def antithetic(
       >>> bool(est.ess > est.n)   # exp is monotone: antithetics help
       True
     """
-    check_f(f)
-    checks.prng_key(key)
-    check_sampler(p)
-    n = check_count("num_samples", num_samples, 4)
-    check_nonfinite(nonfinite)
+    n = check_estimator_args(f, p, key, num_samples, 4, nonfinite)
     n_pairs = n // 2
     batch = resolve_batch_size(n_pairs, batch_size)
     if reflection(p) is not None:

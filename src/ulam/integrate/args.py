@@ -21,7 +21,7 @@ from ulam.estimate import Estimate
 from ulam.streaming import Moments, moments_estimate
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "NONFINITE_MODES", "check_count", "check_f", "check_sampler", "check_nonfinite",
+    "DEFAULT_BATCH_SIZE", "NONFINITE_MODES", "check_estimator_args", "check_count", "check_f", "check_sampler", "check_nonfinite",
     "resolve_batch_size", "dividing_batch", "draw_from", "flat_f", "flat_spec", "one_draw", "split_sampler",
     "is_traced", "apply_nonfinite_policy", "iid_estimate", "as_count", "variance_equivalent_ess",
 ]
@@ -33,6 +33,16 @@ NONFINITE_MODES = ("raise", "drop")
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """A count ``>= minimum`` (:func:`ulam.checks.count`)."""
     return checks.count(name, value, minimum)
+
+
+def check_estimator_args(f: Any, p: Any, key: Any, num_samples: Any, minimum: int, nonfinite: str) -> int:
+    """The arguments every estimator of E_p[f] shares: ``f``, ``p``, ``key``, ``num_samples`` (returned) and ``nonfinite``."""
+    check_f(f)
+    checks.prng_key(key)
+    check_sampler(p)
+    n = check_count("num_samples", num_samples, minimum)
+    check_nonfinite(nonfinite)
+    return n
 
 
 def check_f(f: Any, name: str = "f") -> None:

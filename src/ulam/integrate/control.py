@@ -2,18 +2,17 @@ r"""Control variates with least-squares coefficients, optionally cross-fitted (:
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from ulam import checks, jit_cache
+from ulam import jit_cache
 from ulam.deprecation import renamed_keywords
 from ulam.estimate import Estimate
 from ulam.integrate.args import (
-    apply_nonfinite_policy, as_count, check_count, check_f, check_nonfinite, check_sampler, draw_from, flat_f,
-    flat_spec, one_draw, resolve_batch_size, split_sampler, variance_equivalent_ess,
+    apply_nonfinite_policy, as_count, check_estimator_args, check_f, draw_from, flat_f, flat_spec, one_draw,
+    resolve_batch_size, split_sampler, variance_equivalent_ess,
 )
 from ulam.streaming import Moments, merge_moments, stream_moments
 
@@ -136,11 +135,7 @@ def control_variates(
       >>> bool(est.info["variance_reduction"] > 5)   # Var(exp X) / Var(residual), about 7.9 here
       True
     """
-    check_f(f)
-    checks.prng_key(key)
-    check_sampler(p)
-    n = check_count("num_samples", num_samples, 4)
-    check_nonfinite(nonfinite)
+    n = check_estimator_args(f, p, key, num_samples, 4, nonfinite)
     controls = list(controls) if isinstance(controls, (list, tuple)) else None
     if not controls:
         raise ValueError("controls: expected a non-empty list of (g, E[g]) pairs")

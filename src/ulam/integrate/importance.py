@@ -2,7 +2,6 @@ r"""Importance sampling, self-normalised or not, with Kish ESS and streamed PSIS
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax

@@ -2,18 +2,17 @@ r"""Plain Monte Carlo: the sample mean of ``f`` over i.i.d. draws of ``p`` (:fun
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from ulam import checks, jit_cache
+from ulam import jit_cache
 from ulam.deprecation import renamed_keywords
 from ulam.estimate import Estimate
 from ulam.integrate.args import (
-    apply_nonfinite_policy, check_count, check_f, check_nonfinite, check_sampler, draw_from, flat_spec,
-    iid_estimate, one_draw, resolve_batch_size, split_sampler,
+    apply_nonfinite_policy, check_estimator_args, draw_from, flat_spec, iid_estimate, one_draw,
+    resolve_batch_size, split_sampler,
 )
 from ulam.streaming import stream_moments
 
@@ -59,11 +58,7 @@ def monte_carlo(
       >>> abs(float(est.mean) - float(jnp.exp(0.5))) < 4 * float(est.stderr)
       True
     """
-    check_f(f)
-    checks.prng_key(key)
-    check_sampler(p)
-    n = check_count("num_samples", num_samples, 2)
-    check_nonfinite(nonfinite)
+    n = check_estimator_args(f, p, key, num_samples, 2, nonfinite)
     batch = resolve_batch_size(n, batch_size)
     dist_, sampler = split_sampler(p)
     est = _monte_carlo(dist_, key, f=f, sampler=sampler, n=n, batch_size=batch)

@@ -2,7 +2,6 @@ r"""Randomized quasi-Monte Carlo with independently scrambled Sobol' nets (:func
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any, Callable
@@ -10,11 +9,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ulam import checks, jit_cache
+from ulam import jit_cache
 from ulam.deprecation import renamed_keywords
 from ulam.estimate import Estimate
 from ulam.integrate.args import (
-    apply_nonfinite_policy, check_count, check_f, check_nonfinite, check_sampler, flat_spec, resolve_batch_size,
+    apply_nonfinite_policy, check_count, check_estimator_args, flat_spec, resolve_batch_size,
     variance_equivalent_ess,
 )
 from ulam.integrate.sobol import net_points, scrambled_directions, sobol_directions, to_unit_interval, xor_span
@@ -84,17 +83,13 @@ def quasi_monte_carlo(
       >>> bool(est.ess > 10 * est.n)    # worth > 10x as many plain MC draws
       True
     """
-    check_f(f)
-    checks.prng_key(key)
-    check_sampler(p)
-    n = check_count("num_samples", num_samples, 2)
+    n = check_estimator_args(f, p, key, num_samples, 2, nonfinite)
     R = check_count("num_randomizations", num_randomizations, 2)
     if R < 10:
         warnings.warn(
             f"num_randomizations: {R} independent scrambles give an unreliable standard error (it is itself "
             "estimated from R replicate means, with R - 1 degrees of freedom); use at least 10 (default 16)",
             UserWarning, stacklevel=2)
-    check_nonfinite(nonfinite)
     m, rest = divmod(n, R)
     if rest or m < 1 or m & (m - 1):
         good = R * (1 << max(0, (max(m, 1)).bit_length() - 1))

@@ -8,11 +8,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ulam import checks, jit_cache
+from ulam import jit_cache
 from ulam.deprecation import renamed_keywords
 from ulam.estimate import Estimate
 from ulam.integrate.args import (
-    apply_nonfinite_policy, check_count, check_f, check_nonfinite, check_sampler, flat_spec, resolve_batch_size,
+    apply_nonfinite_policy, check_count, check_estimator_args, flat_spec, resolve_batch_size,
     variance_equivalent_ess,
 )
 from ulam.integrate.uniform import bind_transform, open_uniform, uniform_transform
@@ -91,11 +91,7 @@ def stratified(
       >>> bool(est.ess > 10 * est.n)
       True
     """
-    check_f(f)
-    checks.prng_key(key)
-    check_sampler(p)
-    n = check_count("num_samples", num_samples, 4)
-    check_nonfinite(nonfinite)
+    n = check_estimator_args(f, p, key, num_samples, 4, nonfinite)
     K = n // 2 if num_strata is None else check_count("num_strata", num_strata)
     if n % K or n // K < 2:
         raise ValueError(f"num_strata: num_samples ({n}) must be a multiple of num_strata ({K}) with at least 2 draws per stratum")
