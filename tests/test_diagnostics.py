@@ -59,7 +59,7 @@ PAIRS = {
     "ess_tail_0.1": (lambda x: D.ess_tail(x, 0.1), lambda x: az.ess(x, method="tail", prob=0.1)),
     "ess_mean": (D.ess_mean, lambda x: az.ess(x, method="mean")),
     "ess_quantile": (lambda x: D.ess_quantile(x, 0.3), lambda x: az.ess(x, method="quantile", prob=0.3)),
-    "rhat": (D.rhat, lambda x: az.rhat(x, method="rank")),
+    "r_hat": (D.r_hat, lambda x: az.rhat(x, method="rank")),
     "mcse_mean": (D.mcse_mean, lambda x: az.mcse(x, method="mean")),
     "mcse_quantile": (
         lambda x: D.mcse_quantile(x, 0.05),
@@ -141,20 +141,20 @@ def test_pareto_khat_separates_good_and_heavy_tailed_weights(key):
 
 
 def test_importance_ess_equal_and_dominating_weights():
-    np.testing.assert_allclose(D.importance_ess(jnp.zeros(1000)), 1000.0, rtol=1e-5)
+    np.testing.assert_allclose(D.kish_ess(jnp.zeros(1000)), 1000.0, rtol=1e-5)
     dominated = jnp.array([0.0, -200.0, -300.0, -jnp.inf])
-    np.testing.assert_allclose(D.importance_ess(dominated), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(D.kish_ess(dominated), 1.0, rtol=1e-6)
     # batches along the other axis; huge log weights do not overflow
     batch = jnp.stack([jnp.zeros(8), jnp.array([1000.0] + [0.0] * 7)], axis=1)
-    np.testing.assert_allclose(D.importance_ess(batch, axis=0), [8.0, 1.0], rtol=1e-5)
-    np.testing.assert_allclose(jax.jit(D.importance_ess)(batch.T), [8.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(D.kish_ess(batch, axis=0), [8.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(D.kish_ess)(batch.T), [8.0, 1.0], rtol=1e-5)
 
 
 def test_importance_ess_matches_kish_formula(x64):
     rng = np.random.default_rng(3)
     lw = rng.normal(size=(3, 50)) * 2
     w = np.exp(lw)
-    np.testing.assert_allclose(D.importance_ess(lw), w.sum(1) ** 2 / (w**2).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(D.kish_ess(lw), w.sum(1) ** 2 / (w**2).sum(1), rtol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -165,8 +165,8 @@ def test_importance_ess_matches_kish_formula(x64):
 def test_importance_ess_is_invariant_to_a_constant(log_weights, shift):
     with jax.enable_x64(True):
         lw = jnp.asarray(log_weights, dtype=jnp.float64)
-        ess = D.importance_ess(lw)
-        np.testing.assert_allclose(D.importance_ess(lw + shift), ess, rtol=1e-9)
+        ess = D.kish_ess(lw)
+        np.testing.assert_allclose(D.kish_ess(lw + shift), ess, rtol=1e-9)
         assert 1.0 - 1e-9 <= ess <= 16.0 + 1e-9
 
 
@@ -179,12 +179,12 @@ def _ar1_draws(phi, seed):
 
 def test_rhat_detects_unmixed_chains(key):
     iid = jax.random.normal(key, CHAIN_SHAPE)
-    assert D.rhat(iid) < 1.01
+    assert D.r_hat(iid) < 1.01
     shifted = iid + jnp.arange(4.0)[:, None]  # chains one sd apart
-    assert D.rhat(shifted) > 1.1
+    assert D.r_hat(shifted) > 1.1
     # chains with equal means but different spreads are caught by the folded R-hat
     spread = iid * jnp.array([1.0, 1.0, 1.0, 3.0])[:, None]
-    assert D.rhat(spread) > 1.1
+    assert D.r_hat(spread) > 1.1
 
 
 def test_ess_of_ar1_chains_near_theory():
@@ -205,25 +205,25 @@ def test_constant_chains_do_not_crash():
     n = np.prod(CHAIN_SHAPE)
     assert D.ess_bulk(const) == n  # ArviZ: constant draws count as independent
     assert D.ess_tail(const) == n
-    assert jnp.isnan(D.rhat(const))
+    assert jnp.isnan(D.r_hat(const))
     assert D.mcse_mean(const) == 0.0
     assert D.mcse_quantile(const, 0.5) == 0.0
 
 
 def test_single_chain_rhat_is_nan_like_arviz(key):
-    assert jnp.isnan(D.rhat(jax.random.normal(key, (1, 100))))
+    assert jnp.isnan(D.r_hat(jax.random.normal(key, (1, 100))))
 
 
 def test_float32_close_to_arviz_and_jit():
     draws = _ar1_draws(0.5, seed=12)
     reference = np.asarray(draws, dtype=np.float64)
-    for name in ["ess_bulk", "ess_tail", "ess_mean", "rhat", "mcse_mean", "mcse_median"]:
+    for name in ["ess_bulk", "ess_tail", "ess_mean", "r_hat", "mcse_mean", "mcse_median"]:
         ours, theirs = PAIRS[name]
         single = ours(draws)
         assert single.dtype == jnp.float32 and single.shape == (), name
         np.testing.assert_allclose(single, _arviz_per_coordinate(theirs, reference), rtol=1e-3, err_msg=name)
     # a whole jitted function (one compile) equals the eager result
-    np.testing.assert_allclose(jax.jit(D.rhat)(draws), D.rhat(draws), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(D.r_hat)(draws), D.r_hat(draws), rtol=1e-6)
 
 
 def test_pytree_of_draws():
@@ -244,7 +244,7 @@ def test_autocorrelation_matches_direct_sum(x64):
 
 
 @pytest.mark.parametrize(
-    "fn", [D.ess_bulk, D.ess_tail, D.ess_mean, D.rhat, D.mcse_mean, lambda x: D.mcse_quantile(x, 0.5)]
+    "fn", [D.ess_bulk, D.ess_tail, D.ess_mean, D.r_hat, D.mcse_mean, lambda x: D.mcse_quantile(x, 0.5)]
 )
 def test_bad_draws(fn):
     with pytest.raises(ValueError, match=r"`draws` must have shape \(chains, draws, \*event\)"):
@@ -264,7 +264,7 @@ def test_bad_probabilities_and_weights():
     with pytest.raises(ValueError, match="`log_weights` needs at least 2 samples"):
         D.pareto_khat(jnp.zeros(1))
     with pytest.raises(ValueError, match="`log_weights` must have at least one axis"):
-        D.importance_ess(jnp.float32(0.0))
+        D.kish_ess(jnp.float32(0.0))
     with pytest.raises(ValueError, match="`r_eff` must be positive"):
         D.pareto_khat(jnp.zeros(100), r_eff=0.0)
 
@@ -277,5 +277,27 @@ def test_summary_statistics_equal_the_separate_diagnostics(x64):
     s = D.summary_statistics(x)
     np.testing.assert_allclose(s["mean"], x.mean(axis=(0, 1)), rtol=1e-12)
     np.testing.assert_allclose(s["sd"], x.reshape(-1, 3).std(axis=0, ddof=1), rtol=1e-12)
-    for name, fn in [("mcse_mean", D.mcse_mean), ("ess_bulk", D.ess_bulk), ("ess_tail", D.ess_tail), ("rhat", D.rhat)]:
+    for name, fn in [("mcse_mean", D.mcse_mean), ("ess_bulk", D.ess_bulk), ("ess_tail", D.ess_tail), ("r_hat", D.r_hat)]:
         np.testing.assert_allclose(s[name], fn(x), rtol=1e-10, err_msg=name)
+
+
+def test_classic_split_r_hat_matches_arviz_split(x64):
+    draws = _ar1_draws(0.5, seed=12)
+    ours = D.r_hat_classic(draws)
+    theirs = _arviz_per_coordinate(lambda x: az.rhat(x, method="split"), np.asarray(draws))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+def test_deprecated_names_warn_and_agree(key):
+    x = jax.random.normal(key, (4, 100))
+    with pytest.warns(DeprecationWarning, match="use ulam.diagnostics.r_hat"):
+        old = D.rhat(x)
+    np.testing.assert_array_equal(old, D.r_hat(x))
+    with pytest.warns(DeprecationWarning, match="use ulam.diagnostics.kish_ess"):
+        old = D.importance_ess(x[0])
+    np.testing.assert_array_equal(old, D.kish_ess(x[0]))
+    s = D.summary_statistics(x)
+    np.testing.assert_array_equal(s["rhat"], s["r_hat"])
+    # The streaming form is the same number.
+    w = jnp.exp(x[0])
+    np.testing.assert_allclose(D.kish_ess_from_sums(jnp.sum(w), jnp.sum(w * w)), D.kish_ess(x[0]), rtol=1e-5)

@@ -1,14 +1,50 @@
-"""The runnable examples in the core modules' docstrings stay true."""
+"""Every runnable example in every module under src/ulam stays true: one doctest runner for the library.
+
+Modules are found with ``pkgutil.walk_packages`` (so a new module is checked without editing this
+file); ``ulam.reproduce`` (long paper reproductions) and ``ulam.cli`` are skipped. ``XFAIL`` lists
+the modules of other areas whose examples fail today (xfail, not strict): the lead removes entries
+as they are fixed after the merge.
+"""
 
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-CORE = ["ulam.estimate", "ulam.integrate", "ulam.diagnostics", "ulam.testing", "ulam.checks"]
+import ulam
+
+SKIP = ("ulam.reproduce", "ulam.cli")
+
+# Modules whose examples fail today (other areas); each entry says why.
+XFAIL: dict[str, str] = {}
 
 
-@pytest.mark.parametrize("name", CORE)
+def _modules():
+    names = ["ulam"]
+    for info in pkgutil.walk_packages(ulam.__path__, "ulam."):
+        if not info.name.startswith(SKIP):
+            names.append(info.name)
+    return sorted(names)
+
+
+def _param(name):
+    marks = [pytest.mark.xfail(reason=XFAIL[name], strict=False)] if name in XFAIL else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in _modules()])
 def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(module, name):  # globals: a copy of the module's own
+        if test.examples and _belongs_to(test, module):
+            runner.run(test)
+    result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
+def _belongs_to(test, module) -> bool:
+    """Only the examples written in this module's file (re-exported names are checked where they live)."""
+    return test.filename is None or test.filename == getattr(module, "__file__", None)

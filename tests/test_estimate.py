@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ulam import Estimate, pool
+from ulam import Estimate, difference, pool
 from ulam.testing import assert_within_stderr, assert_variance_reduced, variance_ratio
 
 
@@ -85,3 +85,78 @@ def test_assertions_fail_when_they_should():
     assert_variance_reduced(worse, est, 8.0)
     with pytest.raises(AssertionError, match="variance reduced"):
         assert_variance_reduced(est, worse, 1.0)
+
+
+# -- Estimate behaves like a number ---------------------------------------------------
+
+
+def test_float_and_scalar_ci():
+    est = Estimate(jnp.asarray(2.0), jnp.asarray(0.5), 100)
+    assert float(est) == 2.0
+    lo, hi = est.ci(0.95)
+    assert type(lo) is float and type(hi) is float
+    np.testing.assert_allclose([lo, hi], [2.0 - 1.959964 * 0.5, 2.0 + 1.959964 * 0.5], rtol=1e-6)
+    vec = Estimate(jnp.ones(3), jnp.ones(3), 10)
+    with pytest.raises(TypeError, match=r"Estimate: expected a scalar estimate for float\(\), got a mean of shape \(3,\)"):
+        float(vec)
+    assert float(vec[1]) == 1.0
+    assert vec.ci()[0].shape == (3,)
+
+
+def test_affine_maps_and_sums_keep_the_rules():
+    a = Estimate(1.0, 0.1, 100, 80)
+    b = Estimate(2.0, 0.2, 50)
+    c = 3 * a + 1
+    assert (float(c), float(c.stderr), c.n, c.ess) == (4.0, pytest.approx(0.3), 100, 80)
+    assert float(-a) == -1.0 and float((-a).stderr) == pytest.approx(0.1)
+    assert float(a / 2) == 0.5 and float((a / 2).stderr) == pytest.approx(0.05)
+    assert float(1 - a) == 0.0
+    d = a - b
+    assert float(d) == -1.0 and float(d.stderr) == pytest.approx(np.hypot(0.1, 0.2))
+    assert d.n == 150 and d.ess is None and "ess" not in repr(d)
+    s = sum([a, b, a])
+    assert float(s) == 4.0 and float(s.stderr) == pytest.approx(np.sqrt(0.01 + 0.04 + 0.01))
+    with pytest.raises(TypeError, match="Estimate \\* Estimate: expected a number"):
+        a * b
+    with pytest.raises(ValueError, match="correlation: expected a number in \\[-1, 1\\], got 2.0"):
+        Estimate.combine([a, b], [1, -1], correlation=2.0)
+    with pytest.raises(ValueError, match="coefficients: expected one coefficient per estimate"):
+        Estimate.combine([a, b], [1])
+
+
+def test_ess_none_prints_nothing_and_survives_pytrees():
+    est = Estimate(1.0, 0.1, 10, None)
+    assert est.ess is None and repr(est) == "1.00 ± 0.10 (n=10)"
+    back = jax.jit(lambda e: e)(est)
+    assert back.ess is None
+    assert pool([est, est]).ess is None
+
+
+def test_propagated_stderr_matches_replicate_spread(key):
+    # 400 replicates of 3*A - B + 1 (independent A, B) and of the paired difference A - C
+    # (C shares A's draws); the propagated stderr must match the replicates' spread within
+    # 4 standard errors of a sample SD (relative SE of an SD over R replicates ~ 1/sqrt(2(R-1))).
+    R = 400
+
+    def one(k):
+        ka, kb, kc = jax.random.split(k, 3)
+        x = jax.random.normal(ka, (64,)) * 2.0 + 1.0
+        a = Estimate.from_samples(x)
+        b = Estimate.from_samples(jnp.exp(jax.random.normal(kb, (100,))))
+        c_draws = x + 0.7 * jax.random.normal(kc, (64,))
+        c = Estimate.from_samples(c_draws)
+        paired = difference(a, c, correlation=jnp.corrcoef(x, c_draws)[0, 1])
+        combo = 3 * a - b + 1
+        return combo.mean, combo.stderr, paired.mean, paired.stderr
+
+    m, s, pm, ps = jax.vmap(one)(jax.random.split(key, R))
+    tol = 4.0 / np.sqrt(2 * (R - 1))
+    np.testing.assert_allclose(np.sqrt(np.mean(np.asarray(s) ** 2)) / np.std(np.asarray(m), ddof=1), 1.0, atol=tol)
+    np.testing.assert_allclose(np.sqrt(np.mean(np.asarray(ps) ** 2)) / np.std(np.asarray(pm), ddof=1), 1.0, atol=tol)
+    # ... and the paired standard error is exactly the one of the paired differences.
+    x = np.asarray(jax.random.normal(key, (64,)))
+    y = x + 0.7 * np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (64,)))
+    a, c = Estimate.from_samples(jnp.asarray(x)), Estimate.from_samples(jnp.asarray(y))
+    rho = float(np.corrcoef(x, y)[0, 1])
+    d = difference(a, c, correlation=rho)
+    np.testing.assert_allclose(float(d.stderr), np.std(x - y, ddof=1) / 8.0, rtol=1e-4)

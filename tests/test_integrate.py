@@ -129,12 +129,31 @@ def test_rqmc_unbiased_and_much_better_on_smooth_integrand(key):
 
 
 def test_rqmc_replicates_are_unbiased(key):
-    assert_unbiased(
-        lambda k: ulam.quasi_monte_carlo(exp_f, NORMAL, k, 2**8, num_randomizations=2),
-        key,
-        E_EXP,
-        num_replicates=64,
-    )
+    with pytest.warns(UserWarning, match="num_randomizations: 2 independent scrambles give an unreliable"):
+        assert_unbiased(
+            lambda k: ulam.quasi_monte_carlo(exp_f, NORMAL, k, 2**8, num_randomizations=2),
+            key,
+            E_EXP,
+            num_replicates=64,
+        )
+
+
+def test_rqmc_default_randomizations_are_enough():
+    import inspect
+
+    assert inspect.signature(ulam.quasi_monte_carlo).parameters["num_randomizations"].default >= 16
+
+
+def test_sobol_table_ships_with_ulam_not_read_from_scipy_private_files():
+    import inspect
+
+    from ulam.integrate import sobol
+
+    assert "_sobol_direction_numbers" not in inspect.getsource(sobol)
+    poly, vinit = sobol.joe_kuo_table()
+    assert poly.shape == (21201,) and vinit.shape == (21201, 18)
+    with pytest.raises(ValueError, match="dim: Sobol' direction numbers exist for at most 21201 dimensions"):
+        sobol.sobol_directions(21202, 4)
 
 
 @settings(max_examples=8, deadline=None)
@@ -153,7 +172,7 @@ def test_sobol_direction_numbers_match_scipy():
     # 2^(k+1) - 1 in SciPy's Gray-code order is the single direction number v_k.
     from scipy.stats import qmc
 
-    from ulam.integrate import _sobol_directions
+    from ulam.integrate.sobol import sobol_directions as _sobol_directions
 
     dim, bits = 40, 12
     ours = _sobol_directions(dim, bits)
@@ -205,6 +224,18 @@ def test_control_variate_factor_matches_theory(key):
     assert float(est.info["variance_reduction"]) == pytest.approx(1.0 / (1.0 - rho2), rel=0.05)
 
 
+def test_control_variate_coefficients_one_ridge_rule():
+    # beta = (C_gg + lambda I)^-1 C_gf with lambda = ridge * mean variance of the controls:
+    # invariant to rescaling the controls, and finite for exactly collinear controls.
+    c_gg = jnp.array([[2.0, 0.0], [0.0, 8.0]])
+    c_gf = jnp.array([[1.0], [4.0]])
+    np.testing.assert_allclose(ulam.control_variate_coefficients(c_gg, c_gf), [[0.5], [0.5]], rtol=1e-6)
+    np.testing.assert_allclose(ulam.control_variate_coefficients(100 * c_gg, 100 * c_gf), [[0.5], [0.5]], rtol=1e-6)
+    collinear = jnp.array([[1.0, 1.0], [1.0, 1.0]])
+    beta = ulam.control_variate_coefficients(collinear, jnp.array([[1.0], [1.0]]), ridge=1e-3)
+    np.testing.assert_allclose(beta, [[0.5], [0.5]], rtol=1e-2)
+
+
 def test_control_variates_several_and_unbiased_split(key):
     controls = [(lambda x: x, 0.0), (lambda x: x**2, 1.0), (lambda x: x**3, 0.0)]
     est = ulam.control_variates(exp_f, NORMAL, key, 50_000, controls)
@@ -218,12 +249,14 @@ def test_control_variates_several_and_unbiased_split(key):
 
 def test_sequential_reaches_target(key):
     est = ulam.sequential(
-        functools.partial(ulam.monte_carlo, exp_f, NORMAL), key, chunk_size=20_000, target_stderr=0.005, max_n=10**6
+        functools.partial(ulam.monte_carlo, exp_f, NORMAL), key, batch_size=20_000, target_stderr=0.005,
+        max_samples=10**6,
     )
     assert est.info["converged"] and float(est.stderr) <= 0.005
     assert_within_stderr(est, E_EXP)
     capped = ulam.sequential(
-        functools.partial(ulam.monte_carlo, exp_f, NORMAL), key, chunk_size=1_000, target_rtol=1e-6, max_n=3_000
+        functools.partial(ulam.monte_carlo, exp_f, NORMAL), key, batch_size=1_000, target_rtol=1e-6,
+        max_samples=3_000,
     )
     assert not capped.info["converged"] and capped.n == 3_000
 
@@ -232,12 +265,46 @@ def test_sequential_reaches_target(key):
 
 
 def test_bad_counts(key):
-    with pytest.raises(ValueError, match="n: must be at least"):
+    with pytest.raises(ValueError, match="num_samples: expected an integer >= 2, got 0"):
         ulam.monte_carlo(exp_f, NORMAL, key, 0)
-    with pytest.raises(ValueError, match="batch_size: must be at least 1"):
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1, got 0"):
         ulam.monte_carlo(exp_f, NORMAL, key, 100, batch_size=0)
-    with pytest.raises(TypeError, match="n: expected an integer"):
+    with pytest.raises(TypeError, match="num_samples: expected an integer, got float 10.5"):
         ulam.monte_carlo(exp_f, NORMAL, key, 10.5)
+    with pytest.raises(ValueError, match="num_samples: must be num_randomizations \\(16\\) times a power of 2"):
+        ulam.quasi_monte_carlo(exp_f, NORMAL, key, 1000)
+
+
+def test_bad_keys(key):
+    for call in (
+        lambda k: ulam.monte_carlo(exp_f, NORMAL, k, 100),
+        lambda k: ulam.antithetic(exp_f, NORMAL, k, 100),
+        lambda k: ulam.quasi_monte_carlo(exp_f, NORMAL, k, 2**6),
+        lambda k: ulam.stratified(exp_f, NORMAL, k, 100),
+        lambda k: ulam.control_variates(exp_f, NORMAL, k, 100, [(lambda x: x, 0.0)]),
+        lambda k: ulam.importance_sampling(exp_f, NORMAL.log_prob, NORMAL, k, 100),
+        lambda k: ulam.sobol_points(k, 8, 2),
+        lambda k: ulam.sequential(functools.partial(ulam.monte_carlo, exp_f, NORMAL), k, batch_size=10,
+                                  target_stderr=1.0, max_samples=100),
+    ):
+        with pytest.raises(TypeError, match="key: expected a jax.random key, got the int 0; pass jax.random.key"):
+            call(0)
+    # Legacy uint32[2] keys are accepted.
+    assert ulam.monte_carlo(exp_f, NORMAL, jax.random.PRNGKey(0), 100).n == 100
+
+
+def test_deprecated_count_names_still_work(key):
+    new = ulam.monte_carlo(exp_f, NORMAL, key, num_samples=1000)
+    with pytest.warns(DeprecationWarning, match="monte_carlo: the keyword n= is deprecated .* use num_samples="):
+        old = ulam.monte_carlo(exp_f, NORMAL, key, n=1000)
+    assert float(old.mean) == float(new.mean)
+    with pytest.raises(TypeError, match="got both n= \\(deprecated\\) and num_samples="):
+        ulam.monte_carlo(exp_f, NORMAL, key, n=10, num_samples=10)
+    with pytest.warns(DeprecationWarning, match="use max_samples="):
+        ulam.sequential(functools.partial(ulam.monte_carlo, exp_f, NORMAL), key, batch_size=1000,
+                        target_stderr=1.0, max_n=2000)
+    with pytest.warns(DeprecationWarning, match="use num_points="):
+        ulam.sobol_points(key, num=4, dim=2)
 
 
 def test_bad_callables(key):
@@ -315,17 +382,51 @@ def test_new_distribution_parameters_reuse_the_compiled_program(key):
     # The inverse-CDF estimators take the distribution's parameters as traced arguments:
     # same kind and shape of distribution, same n -> no new compilation, and the new
     # parameters are really used (E[exp X] for X ~ N(mu, s^2) is exp(mu + s^2/2)).
-    from ulam import integrate
+    from ulam.testing import count_compilations
 
     calls = [
-        (integrate._quasi_monte_carlo, lambda p: ulam.quasi_monte_carlo(exp_f, p, key, 2**10)),
-        (integrate._stratified, lambda p: ulam.stratified(exp_f, p, key, 2**10)),
-        (integrate._antithetic, lambda p: ulam.antithetic(exp_f, dist.Gumbel(p.loc, p.scale), key, 2**10)),
+        (True, lambda p: ulam.quasi_monte_carlo(exp_f, p, key, 2**10)),
+        (True, lambda p: ulam.stratified(exp_f, p, key, 2**10)),
+        (False, lambda p: ulam.antithetic(exp_f, dist.Gumbel(p.loc, p.scale), key, 2**10)),
     ]
-    for jitted, call in calls:
-        call(dist.Normal(0.0, 1.0))
-        size = jitted._cache_size()
-        est = call(dist.Normal(0.5, 0.5))
-        assert jitted._cache_size() == size
-        if jitted is not integrate._antithetic:
+    first, second = dist.Normal(0.0, 1.0), dist.Normal(0.5, 0.5)
+    for check_value, call in calls:
+        call(first)
+        with count_compilations() as compiled:
+            est = call(second)
+        assert compiled.count == 0
+        if check_value:
             assert_within_stderr(est, float(np.exp(0.5 + 0.125)))
+
+
+def test_second_call_with_the_same_static_configuration_does_not_recompile(key):
+    # The compile-cache rule (ulam.jit_cache): stable shapes, nothing recompiles on a second call.
+    from ulam.testing import count_compilations
+
+    other_key, other_p = jax.random.fold_in(key, 1), dist.Normal(1.0, 2.0)
+    ulam.monte_carlo(exp_f, NORMAL, key, 3000, batch_size=1000)
+    with count_compilations() as compiled:
+        ulam.monte_carlo(exp_f, NORMAL, other_key, 3000, batch_size=1000)
+        ulam.monte_carlo(exp_f, other_p, key, 3000, batch_size=1000)  # new parameters: traced
+    assert compiled.count == 0
+    with count_compilations() as compiled:
+        ulam.monte_carlo(exp_f, NORMAL, key, 4000, batch_size=1000)  # a new static configuration
+    assert compiled.count >= 1
+
+
+def test_every_estimator_under_jit_vmap_and_same_key(key):
+    # The shared check (ulam.testing): same key -> same bits, jit(fn) == fn, vmap over keys == per key.
+    from ulam.testing import assert_jit_vmap_deterministic
+
+    controls = [(lambda x: x, 0.0)]
+    estimators = {
+        "monte_carlo": lambda k: ulam.monte_carlo(exp_f, NORMAL, k, 256),
+        "antithetic": lambda k: ulam.antithetic(exp_f, NORMAL, k, 256),
+        "quasi_monte_carlo": lambda k: ulam.quasi_monte_carlo(exp_f, NORMAL, k, 2**8),
+        "stratified": lambda k: ulam.stratified(exp_f, NORMAL, k, 256),
+        "control_variates": lambda k: ulam.control_variates(exp_f, NORMAL, k, 256, controls),
+        "importance_sampling": lambda k: ulam.importance_sampling(exp_f, NORMAL.log_prob, dist.Normal(0.0, 2.0), k, 256),
+        "sobol_points": lambda k: ulam.sobol_points(k, 16, 3),
+    }
+    for name, fn in estimators.items():
+        assert_jit_vmap_deterministic(fn, key, num_replicates=2, msg=f"{name}: ")
