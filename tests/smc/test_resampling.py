@@ -93,5 +93,14 @@ def test_threshold_outside_unit_interval_is_refused(key, threshold):
 
 
 def test_bad_num_is_refused(key):
-    with pytest.raises(ValueError, match="num"):
+    with pytest.raises(ValueError, match="num: expected an integer >= 1, got 0"):
         RESAMPLERS["systematic"](key, jnp.zeros(4), 0)
+    with pytest.raises(TypeError, match="num: expected an integer, got float 4.0"):
+        RESAMPLERS["multinomial"](key, jnp.zeros(4), 4.0)
+
+
+def test_unknown_scheme_lists_the_choices():
+    from ulam.smc import get_resampler
+
+    with pytest.raises(ValueError, match=r"resampling: expected one of .*'ssp', got 'stratfied'; did you mean 'stratified'"):
+        get_resampler("stratfied")

@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.smc.filtering import ParticleHistory
 from ulam.smc.models import StateSpaceModel
@@ -57,6 +58,7 @@ from ulam.smc.models import StateSpaceModel
 __all__ = ["backward_indices", "backward_sample", "smoothing_expectation"]
 
 _EXACT_CHUNK = 256
+BACKWARD_METHODS = ("auto", "exact", "rejection", "mcmc", "hybrid")
 # Below this many particles the O(N^2) exact backward kernel is cheaper than rejection.
 _AUTO_EXACT_BELOW = 256
 
@@ -249,8 +251,7 @@ def backward_indices(
                 f"start: method={method!r} needs one start index per target, shape ({m},) (e.g. the targets' "
                 f"ancestors); got {None if start is None else jnp.shape(start)}"
             )
-        if not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
-            raise ValueError(f"num_mcmc_steps: expected an int >= 1, got {num_mcmc_steps!r}")
+        checks.count("num_mcmc_steps", num_mcmc_steps)
         if method == "mcmc":
             return _independent_mh(key, ssm, _weights_cdf(log_weights), particles, targets, start, num_mcmc_steps)
         return _hybrid(key, ssm, log_weights, particles, targets, start, hybrid_trials, num_mcmc_steps)
@@ -259,8 +260,7 @@ def backward_indices(
 
 def _resolve(ssm, method, num_particles=None):
     num_particles = _AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
-    if method not in ("auto", "exact", "rejection", "mcmc", "hybrid"):
-        raise ValueError(f"method: expected 'auto', 'exact', 'rejection', 'mcmc' or 'hybrid', got {method!r}")
+    checks.one_of("method", method, BACKWARD_METHODS)
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: backward sampling needs the transition density")
     if method in ("rejection", "hybrid") and ssm.transition_log_bound is None:
@@ -293,8 +293,8 @@ def backward_sample(
     (``ess_threshold=1``), a few MH moves from a slightly-off start otherwise (see module doc).
     Returns a pytree with leaves ``(num_trajectories, T, ...)``.
     """
-    if not isinstance(num_trajectories, int) or num_trajectories < 1:
-        raise ValueError(f"num_trajectories: expected a positive int, got {num_trajectories!r}")
+    checks.prng_key(key)
+    checks.count("num_trajectories", num_trajectories)
     method = _resolve(ssm, method, history.log_weights.shape[1])
     xs, lws, ancestors = history.particles, history.log_weights, history.ancestors
     num_steps = lws.shape[0]

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import logsumexp
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.smc.resampling import get_resampler, resampler_from_weights
 
@@ -335,15 +336,17 @@ def _identity(x):
 
 
 def check_inputs(fk, observations, num_particles, threshold=None):
-    """Shape/range checks shared by the filters and smoothers (raises ``ValueError``)."""
-    if not isinstance(num_particles, int) or isinstance(num_particles, bool):
-        raise TypeError(f"num_particles: expected a Python int, got {type(num_particles).__name__}")
-    if num_particles < 2:
-        raise ValueError(f"num_particles: need at least 2 particles (N >= 2), got {num_particles}")
-    if threshold is not None and not (0.0 < float(threshold) <= 1.0):
-        raise ValueError(
-            f"ess_threshold: must lie in (0, 1] (resample when ESS < threshold * N; 1 resamples every step), "
-            f"got {threshold}"
+    """Shape/range checks shared by the filters and smoothers (``ulam.checks`` vocabulary).
+
+    ``num_particles`` an integer >= 2; ``threshold`` (the ESS fraction) in (0, 1];
+    ``observations`` a pytree of arrays with one leading time axis, no infinite entry
+    (NaN marks a missing observation), shaped as the model expects.
+    """
+    checks.count("num_particles", num_particles, minimum=2)
+    if threshold is not None:
+        checks.in_interval(
+            "ess_threshold", threshold, 0.0, 1.0, low_open=True,
+            do="resample when ESS < threshold * N; 1 resamples at every step",
         )
     leaves = jax.tree_util.tree_leaves(observations)
     if not leaves:
@@ -356,6 +359,14 @@ def check_inputs(fk, observations, num_particles, threshold=None):
         )
     if lengths.pop() < 1:
         raise ValueError("observations: the time axis is empty (T = 0)")
+    for v in leaves:
+        if checks.is_concrete(v) and jnp.issubdtype(jnp.result_type(v), jnp.inexact) and bool(jnp.any(jnp.isinf(v))):
+            raise ValueError(
+                checks.message(
+                    "observations", "finite values or NaN (a missing observation)", "an infinite entry",
+                    "replace it with NaN to mark it missing",
+                )
+            )
     ssm = getattr(fk, "ssm", None) or getattr(getattr(fk, "fk", None), "ssm", None)
     expected = getattr(ssm, "observation_shape", None)
     if expected is not None:
@@ -466,9 +477,9 @@ def run_filter(
     The call is jit-compiled and cached per model and settings; it also runs under
     ``jax.vmap``/``jax.jit`` (e.g. vmapped over parameters that the model closes over).
     """
+    checks.prng_key(key)
     check_inputs(fk, observations, num_particles, ess_threshold)
-    if not isinstance(variance_lag, int) or variance_lag < 0:
-        raise ValueError(f"variance_lag: expected a non-negative int, got {variance_lag!r}")
+    checks.count("variance_lag", variance_lag, minimum=0)
     get_resampler(resampling)
     observations = jax.tree_util.tree_map(jnp.asarray, observations)
     try:

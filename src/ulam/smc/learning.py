@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
 from ulam.smc.filtering import check_inputs
 from ulam.smc.models import Bootstrap, _fill_missing, is_missing
 from ulam.smc.paris import _forward, _paris_method, initial_reference, ppg_step
@@ -78,18 +79,16 @@ def fisher_score_functionals(model_fn: Callable, theta):
 def _step_size_fn(step_size):
     if callable(step_size):
         return step_size
-    gamma = float(step_size)
-    if not gamma > 0:
-        raise ValueError(f"step_size: expected a positive number or a function of the step, got {step_size}")
+    gamma = float(checks.positive("step_size", step_size, do="or pass a function k -> gamma_k"))
     return lambda k: gamma / jnp.sqrt(k + 1.0)
 
 
 def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_size, estimator, optimizer,
             num_backward, backward, reference, ssm0):
-    if estimator not in ("ppg", "paris"):
-        raise ValueError(f"estimator: expected 'ppg' or 'paris', got {estimator!r}")
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
+    checks.prng_key(key)
+    checks.one_of("estimator", estimator, ("ppg", "paris"))
+    checks.count("num_steps", num_steps)
+    checks.count("num_backward", num_backward)
     check_inputs(Bootstrap(ssm0), observations, num_particles)
     gamma = _step_size_fn(step_size)
     method = _paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))

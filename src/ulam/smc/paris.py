@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.smc.backward import _AUTO_EXACT_BELOW, _resolve, _take, backward_indices
 from ulam.smc.filtering import (
@@ -61,7 +62,7 @@ from ulam.smc.filtering import (
 )
 from ulam.smc.models import Bootstrap, StateSpaceModel
 from ulam.smc.resampling import _multinomial_w as resample_multinomial
-from ulam.smc.resampling import resampler_from_weights
+from ulam.smc.resampling import get_resampler, resampler_from_weights
 
 __all__ = [
     "PaRISResult",
@@ -273,10 +274,9 @@ def _sanitize(lw):
 
 def _check_common(ssm, observations, n, num_backward, fk):
     if not isinstance(ssm, StateSpaceModel):
-        raise TypeError(f"ssm: expected a StateSpaceModel, got {type(ssm).__name__}")
+        raise TypeError(checks.message("ssm", "a StateSpaceModel", type(ssm).__name__))
     check_inputs(fk, observations, n)
-    if not isinstance(num_backward, int) or num_backward < 1:
-        raise ValueError(f"num_backward: the number Ñ of backward draws per particle must be an int >= 1, got {num_backward!r}")
+    checks.count("num_backward", num_backward)
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: PaRIS and particle Gibbs need the transition density")
 
@@ -332,11 +332,13 @@ def paris(
     Returns:
       a :class:`PaRISResult`.
     """
+    checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
     _check_common(ssm, observations, num_particles, num_backward, fk)
     check_inputs(fk, observations, num_particles, ess_threshold)
-    if not isinstance(num_replicates, int) or num_replicates < 1:
-        raise ValueError(f"num_replicates: expected an int >= 1, got {num_replicates!r}")
+    checks.count("num_replicates", num_replicates)
+    checks.count("variance_lag", variance_lag, minimum=0)
+    get_resampler(resampling)
     method = _paris_method(ssm, backward, num_particles, fk, float(ess_threshold))
 
     def once(k):
@@ -508,11 +510,14 @@ def ppg(
     Returns a :class:`PPGResult` whose ``reference`` can seed the next call (Markovian
     use in learning).
     """
+    checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
     _check_common(ssm, observations, num_particles, num_backward, fk)
-    if not isinstance(num_iterations, int) or not isinstance(burn_in, int) or not 0 <= burn_in < num_iterations:
+    checks.count("num_iterations", num_iterations)
+    checks.count("burn_in", burn_in, minimum=0)
+    if burn_in >= num_iterations:
         raise ValueError(
-            f"burn_in, num_iterations: need ints with 0 <= burn_in < num_iterations, got {burn_in}, {num_iterations}"
+            checks.message("burn_in", f"an integer < num_iterations = {num_iterations}", burn_in, "raise num_iterations")
         )
     k_init, k_run = jax.random.split(key)
     if reference is None:
@@ -589,8 +594,8 @@ def conditional_smc(
     """
     from ulam.smc.backward import backward_sample
 
-    if sampler not in ("genealogy", "ancestor", "backward"):
-        raise ValueError(f"sampler: expected 'genealogy', 'ancestor' or 'backward', got {sampler!r}")
+    checks.prng_key(key)
+    checks.one_of("sampler", sampler, ("genealogy", "ancestor", "backward"))
     fk = Bootstrap(ssm) if fk is None else fk
     k_fwd, k_out = jax.random.split(key)
     _, lw, _, _, _, _, history, _ = _forward(
@@ -634,6 +639,9 @@ def particle_gibbs(
     fk=None,
 ):
     """Iterate :func:`conditional_smc` ``num_iterations`` times; returns the paths (leaves ``(iters, T, ...)``)."""
+    checks.prng_key(key)
+    checks.one_of("sampler", sampler, ("genealogy", "ancestor", "backward"))
+    checks.count("num_iterations", num_iterations)
     fk = Bootstrap(ssm) if fk is None else fk
     check_inputs(fk, observations, num_particles)
     k_init, k_run = jax.random.split(key)

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
+
 __all__ = [
     "normalize_log_weights",
     "effective_sample_size",
@@ -72,9 +74,7 @@ def _inverse_cdf(cdf: jax.Array, uniforms: jax.Array) -> jax.Array:
 
 
 def _check_num(num) -> int:
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"num: the number of draws must be a positive Python int, got {num!r}")
-    return num
+    return checks.count("num", num)
 
 
 def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
@@ -238,10 +238,11 @@ def get_resampler(scheme) -> Resampler:
     """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``."""
     if callable(scheme):
         return scheme
-    try:
-        return RESAMPLERS[scheme]
-    except (KeyError, TypeError):
-        raise ValueError(f"resampling: expected one of {sorted(RESAMPLERS)} or a callable, got {scheme!r}") from None
+    if not isinstance(scheme, str):
+        raise TypeError(
+            checks.message("resampling", f"a scheme name ({', '.join(RESAMPLERS)}) or a callable", type(scheme).__name__)
+        )
+    return RESAMPLERS[checks.one_of("resampling", scheme, RESAMPLERS)]
 
 
 def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic"):
@@ -253,8 +254,7 @@ def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic")
     :math:`\sum_i W_i \varphi(x_i)` keeps its meaning. ``threshold = 1``
     resamples at every step (ESS never exceeds N).
     """
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold: the ESS fraction must lie in (0, 1], got {threshold}")
+    checks.in_interval("threshold", threshold, 0.0, 1.0, low_open=True, do="the ESS fraction; 1 resamples every step")
     n = log_weights.shape[0]
     if num != n:
         raise ValueError(f"num: adaptive resampling keeps the particle count, expected {n}, got {num}")

@@ -54,6 +54,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.smc.resampling import effective_sample_size, get_resampler
 
@@ -132,8 +133,10 @@ def tempered_smc(
     Returns:
       a :class:`TemperedResult`.
     """
-    if not isinstance(num_replicates, int) or num_replicates < 1:
-        raise ValueError(f"num_replicates: expected an int >= 1, got {num_replicates!r}")
+    checks.prng_key(key)
+    checks.count("num_replicates", num_replicates)
+    checks.function("log_prior", log_prior)
+    checks.function("log_likelihood", log_likelihood)
     if num_replicates > 1:
         leaves = jax.tree_util.tree_leaves(initial_particles)
         if not leaves or any(jnp.ndim(v) < 2 or jnp.shape(v)[0] != num_replicates for v in leaves):
@@ -155,11 +158,10 @@ def tempered_smc(
         raise ValueError("initial_particles: expected a pytree of arrays with a leading particle axis")
     n = leaves[0].shape[0]
     if n < 2:
-        raise ValueError(f"initial_particles: need at least 2 particles (N >= 2), got {n}")
-    if not 0.0 < target_ess < 1.0:
-        raise ValueError(f"target_ess: must lie in (0, 1), got {target_ess}")
-    if not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1 or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError("num_mcmc_steps, max_steps: expected positive ints")
+        raise ValueError(checks.message("initial_particles", "at least 2 particles (N >= 2) on the leading axis", n))
+    checks.in_interval("target_ess", target_ess, 0.0, 1.0, low_open=True, high_open=True)
+    checks.count("num_mcmc_steps", num_mcmc_steps)
+    checks.count("max_steps", max_steps)
     resampler = get_resampler(resampling)
 
     one = jax.tree_util.tree_map(lambda v: v[0], initial_particles)
