@@ -50,11 +50,13 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
 from ulam import checks
 from ulam.estimate import Estimate
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
 from ulam.smc.resampling import get_resampler, resampler_from_weights
 
 __all__ = [
@@ -84,16 +86,22 @@ class ParticleHistory(NamedTuple):
     log_weights: jax.Array
     ancestors: jax.Array
 
+    def __repr__(self) -> str:
+        T, N = self.log_weights.shape
+        return result_repr("ParticleHistory", {"steps x particles": f"{T} x {N}", "particles": describe_array(self.particles)})
+
 
 class FilterResult(NamedTuple):
-    """What :func:`run_filter` returns.
+    """What :func:`run_filter` returns; ``print`` shows a short summary, ``.summary()`` a table.
 
     Attributes:
-      log_likelihood: :class:`~ulam.Estimate` of :math:`\\log p(y_{0:T-1})`; ``info``
-        holds ``relative_variance`` (Lee–Whiteley estimate of :math:`\\mathrm{Var}(\\hat L)/\\hat L^2`),
-        ``num_resampling`` and ``degenerate_step`` (first step whose weights were all
-        zero, -1 if none).
-      filtering_mean: :class:`~ulam.Estimate` with leaves of shape ``(T, ...)``.
+      log_likelihood: :class:`~ulam.Estimate` of :math:`\\log p(y_{0:T-1})` with the Lee–Whiteley
+        standard error and ``ess=None`` (an ESS has no meaning for it); ``info`` holds
+        ``relative_variance`` (shape ``()``: the Lee–Whiteley estimate of
+        :math:`\\mathrm{Var}(\\hat L)/\\hat L^2`), ``num_resampling`` (``()`` int: resampling
+        events) and ``degenerate_step`` (``()`` int: first step whose weights were all zero, -1 if none).
+      filtering_mean: :class:`~ulam.Estimate` with leaves of shape ``(T, ...)`` (Olsson–Douc
+        standard errors, ``ess=None``).
       ess: ``(T,)`` effective sample size of the filtering weights at each step.
       resampled: ``(T,)`` whether step ``t`` resampled before moving (``False`` at 0).
       log_likelihood_increments: ``(T,)`` :math:`\\log \\hat p(y_t\\mid y_{0:t-1})`.
@@ -109,6 +117,32 @@ class FilterResult(NamedTuple):
     particles: Any
     log_weights: jax.Array
     history: Optional[ParticleHistory]
+
+    def __repr__(self) -> str:
+        T = self.ess.shape[-1]
+        N = self.log_weights.shape[-1]
+        fields = {
+            "log_likelihood": describe_estimate(self.log_likelihood),
+            "steps x particles": f"{T} x {N}",
+            "ess": describe_array(self.ess),
+            "resampled steps": describe_array(jnp.sum(self.resampled, -1)),
+            "filtering_mean": describe_estimate(self.filtering_mean),
+            "history": "kept" if self.history is not None else "not kept (keep_history=False)",
+        }
+        return result_repr("FilterResult", fields)
+
+    def summary(self, plain: bool = False):
+        """One row per scalar quantity: log-likelihood, its standard error, ESS range, resampling count."""
+        ll = self.log_likelihood
+        ess = np.asarray(self.ess, dtype=float)
+        rows = [
+            {"quantity": "log_likelihood", "value": float(np.mean(ll.mean)), "stderr": float(np.mean(ll.stderr))},
+            {"quantity": "relative_variance", "value": float(np.mean(ll.info["relative_variance"])), "stderr": None},
+            {"quantity": "min ess", "value": float(ess.min()), "stderr": None},
+            {"quantity": "median ess", "value": float(np.median(ess)), "stderr": None},
+            {"quantity": "resampling events", "value": float(np.mean(ll.info["num_resampling"])), "stderr": None},
+        ]
+        return table(rows, plain=plain)
 
 
 def _tree_take(x, idx):
@@ -275,8 +309,8 @@ def _filter(key, fk, observations, num_particles, scheme, threshold, keep_histor
     se_log, rel_var = _lee_whiteley(lw, eve, num_res, n)
     se_log = jnp.where(jnp.isfinite(loglik), se_log, jnp.nan)
     info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": first_bad}
-    ll = Estimate(loglik, se_log, n, jnp.asarray(float(n), dtype), info)
-    fmean = Estimate(means, ses, n, jax.tree_util.tree_map(lambda m: jnp.full(m.shape[:1], float(n)), means))
+    ll = without_ess(Estimate(loglik, se_log, n, None, info))
+    fmean = without_ess(Estimate(means, ses, n))
     history = None
     if keep_history:
         history = ParticleHistory(

@@ -40,6 +40,7 @@ from jax import lax
 
 from ulam import checks
 from ulam.smc.models import StateSpaceModel
+from ulam.smc.reporting import describe_array, result_repr, table
 
 __all__ = [
     "LinearGaussianModel",
@@ -82,7 +83,8 @@ class LinearGaussianModel(NamedTuple):
 
 
 class KalmanResult(NamedTuple):
-    """Kalman filter output: ``log_likelihood``, filtered and predicted means/covariances (leading axis T)."""
+    """Kalman filter output: ``log_likelihood`` (exact, shape ``()``), filtered and predicted
+    means ``(T,)``/``(T, dx)`` and covariances ``(T,)``/``(T, dx, dx)``."""
 
     log_likelihood: jax.Array
     filtered_means: jax.Array
@@ -90,13 +92,37 @@ class KalmanResult(NamedTuple):
     predicted_means: jax.Array
     predicted_covs: jax.Array
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "KalmanResult",
+            {"log_likelihood": describe_array(self.log_likelihood), "filtered_means": describe_array(self.filtered_means)},
+        )
+
+    def summary(self, plain: bool = False):
+        """Per time step: filtered mean and standard deviation of the first state coordinate."""
+        m = np.asarray(self.filtered_means, dtype=float).reshape(self.filtered_means.shape[0], -1)[:, 0]
+        P = np.asarray(self.filtered_covs, dtype=float).reshape(self.filtered_covs.shape[0], -1)[:, 0]
+        return table([{"t": t, "filtered mean": m[t], "filtered sd": float(np.sqrt(P[t]))} for t in range(m.size)], plain=plain)
+
 
 class SmootherResult(NamedTuple):
-    """RTS output: smoothed means/covs (T) and lag-one covariances ``Cov(x_t, x_{t+1} | y)`` (T-1)."""
+    """RTS output: smoothed means/covs (leading axis T) and lag-one covariances ``Cov(x_t, x_{t+1} | y)`` (T-1)."""
 
     smoothed_means: jax.Array
     smoothed_covs: jax.Array
     lag_one_covs: jax.Array
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "SmootherResult",
+            {"smoothed_means": describe_array(self.smoothed_means), "smoothed_covs": describe_array(self.smoothed_covs)},
+        )
+
+    def summary(self, plain: bool = False):
+        """Per time step: smoothed mean and standard deviation of the first state coordinate."""
+        m = np.asarray(self.smoothed_means, dtype=float).reshape(self.smoothed_means.shape[0], -1)[:, 0]
+        P = np.asarray(self.smoothed_covs, dtype=float).reshape(self.smoothed_covs.shape[0], -1)[:, 0]
+        return table([{"t": t, "smoothed mean": m[t], "smoothed sd": float(np.sqrt(P[t]))} for t in range(m.size)], plain=plain)
 
 
 def check_model(lg: LinearGaussianModel) -> LinearGaussianModel:

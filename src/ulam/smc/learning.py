@@ -37,9 +37,11 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ulam import checks
+from ulam.smc.reporting import describe_array, result_repr, table
 from ulam.smc.filtering import check_inputs
 from ulam.smc.models import Bootstrap, _fill_missing, is_missing
 from ulam.smc.paris import _forward, _paris_method, initial_reference, ppg_step
@@ -48,12 +50,31 @@ __all__ = ["LearningResult", "score_ascent", "markov_score_climbing", "fisher_sc
 
 
 class LearningResult(NamedTuple):
-    """Learning trace: ``params`` after each update (leading axis ``num_steps``), ``scores``, final ``reference``."""
+    """Learning trace: ``params`` after each update (leaves ``(num_steps, ...)``), the estimated
+    ``scores`` (same shapes), ``final_params`` and the final PPG ``reference`` path (leaves ``(T, ...)``)."""
 
     params: Any
     scores: Any
     final_params: Any
     reference: Any
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "LearningResult",
+            {
+                "steps": jax.tree_util.tree_leaves(self.params)[0].shape[0],
+                "final_params": describe_array(self.final_params),
+                "last score": describe_array(jax.tree_util.tree_map(lambda v: v[-1], self.scores)),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The final parameters and the last score, one row per entry."""
+        rows = []
+        for j, (p, sc) in enumerate(zip(jax.tree_util.tree_leaves(self.final_params), jax.tree_util.tree_leaves(self.scores))):
+            p, sc = np.asarray(p, dtype=float).ravel(), np.asarray(sc[-1], dtype=float).ravel()
+            rows += [{"param": f"{j}[{i}]", "final value": p[i], "last score": sc[i]} for i in range(min(p.size, 20))]
+        return table(rows, plain=plain)
 
 
 def fisher_score_functionals(model_fn: Callable, theta):

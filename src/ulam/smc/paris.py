@@ -47,10 +47,12 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ulam import checks
 from ulam.estimate import Estimate
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
 from ulam.smc.backward import _AUTO_EXACT_BELOW, _resolve, _take, backward_indices
 from ulam.smc.filtering import (
     ParticleHistory,
@@ -96,6 +98,11 @@ class PaRISResult(NamedTuple):
       log_likelihood: the filter's log-likelihood estimate (plain value).
       history: particle history when requested (particles, log-weights, ancestors).
       backward: ``(T-1, N, Ñ)`` PaRIS backward indices when requested (``backward[t-1]`` points into time t-1).
+
+    The estimate's ``ess`` is ``None`` (no effective sample size describes a PaRIS estimate).
+    Its ``info``: with one run, ``log_likelihood`` (``()``), ``degenerate_step`` (``()`` int, -1 if
+    none) and ``single_run_stderr_lagged`` (shape of the estimate); with ``R`` replicates,
+    ``log_likelihood`` (``(R,)``) and ``num_replicates`` (``()``).
     """
 
     estimate: Estimate
@@ -105,6 +112,24 @@ class PaRISResult(NamedTuple):
     log_likelihood: jax.Array
     history: Optional[ParticleHistory]
     backward: Optional[jax.Array]
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "PaRISResult",
+            {
+                "estimate": describe_estimate(self.estimate),
+                "particles": self.log_weights.shape[-1],
+                "log_likelihood": describe_array(self.log_likelihood),
+                "history": "kept" if self.history is not None else "not kept",
+                "backward": "kept" if self.backward is not None else "not kept",
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The estimate (one row per entry) and the log-likelihood."""
+        return table(_estimate_rows("estimate", self.estimate) + [
+            {"quantity": "log_likelihood", "value": float(np.mean(self.log_likelihood)), "stderr": None}
+        ], plain=plain)
 
 
 def _zeros_like_out(additive_fn, x0_one, y0):
@@ -368,11 +393,11 @@ def paris(
         _raise_if_degenerate(first_bad)
         nan = jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), jnp.nan, jnp.result_type(m)), mean)
         info = {"log_likelihood": loglik, "degenerate_step": first_bad, "single_run_stderr_lagged": se}
-        est = Estimate(mean, nan, num_particles, info=info)
+        est = without_ess(Estimate(mean, nan, num_particles, info=info))
     else:
         mean, se, tau, x, lw, loglik, first_bad, history, back = jax.vmap(once)(jax.random.split(key, num_replicates))
         _raise_if_degenerate(jnp.max(first_bad) if _concrete(first_bad) else first_bad[0])
-        est = Estimate.from_samples(mean)
+        est = without_ess(Estimate.from_samples(mean))
         est.n = num_replicates * num_particles
         est.info = {"log_likelihood": loglik, "num_replicates": jnp.asarray(num_replicates)}
     return PaRISResult(est, tau, x, lw, loglik, history, back)
@@ -451,11 +476,46 @@ def ppg_step(
 
 
 class PPGResult(NamedTuple):
-    """PPG output: ``estimate`` (roll-out average), per-iteration estimates ``iterates`` and the last ``reference``."""
+    """PPG output: ``estimate`` (roll-out average), per-iteration estimates ``iterates`` and the last ``reference``.
+
+    ``estimate.ess`` is the autocorrelation-corrected ESS of the kept iterates (leaves shaped
+    like the estimate); ``estimate.info["num_particles"]`` (int) is the particle count per pass.
+    """
 
     estimate: Estimate
     iterates: Any
     reference: Any
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "PPGResult",
+            {
+                "estimate": describe_estimate(self.estimate),
+                "iterations": jax.tree_util.tree_leaves(self.iterates)[0].shape[0],
+                "reference": describe_array(self.reference),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The roll-out estimate, one row per entry, with its standard error and ESS."""
+        return table(_estimate_rows("estimate", self.estimate), plain=plain)
+
+
+def _estimate_rows(name, est):
+    rows = []
+    flat_m = jax.tree_util.tree_leaves(est.mean)
+    flat_s = jax.tree_util.tree_leaves(est.stderr)
+    flat_e = jax.tree_util.tree_leaves(est.ess)
+    for j, (m, se) in enumerate(zip(flat_m, flat_s)):
+        m, se = np.asarray(m, dtype=float).ravel(), np.asarray(se, dtype=float).ravel()
+        e = np.asarray(flat_e[j], dtype=float).ravel() if j < len(flat_e) else None
+        for i in range(min(m.size, 20)):
+            label = name if m.size == 1 and len(flat_m) == 1 else f"{name}[{j},{i}]" if len(flat_m) > 1 else f"{name}[{i}]"
+            row = {"quantity": label, "value": float(m[i]), "stderr": float(se[i])}
+            if e is not None:
+                row["ess"] = float(e[min(i, e.size - 1)])
+            rows.append(row)
+    return rows
 
 
 def initial_reference(key, ssm, observations, num_particles, *, fk=None, num_backward=2, backward="auto", max_trials=32):

@@ -50,12 +50,14 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
 from ulam import checks
 from ulam.estimate import Estimate
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
 from ulam.smc.resampling import effective_sample_size, get_resampler
 
 __all__ = ["tempered_smc", "TemperedResult"]
@@ -71,6 +73,10 @@ class TemperedResult(NamedTuple):
       num_steps: how many tempering steps ran.
       acceptance_rate: ``(max_steps,)`` mean RWM acceptance at each step.
       ess: ``(max_steps,)`` ESS of each step's incremental weights.
+
+    ``log_normalizer.info``: ``relative_variance`` (``()``), ``reached_posterior`` (``()`` bool);
+    with ``R`` replicates ``single_run`` (the per-replicate :class:`~ulam.Estimate`, leaves
+    ``(R,)``) and ``num_replicates`` (int).
     """
 
     particles: Any
@@ -79,6 +85,28 @@ class TemperedResult(NamedTuple):
     num_steps: jax.Array
     acceptance_rate: jax.Array
     ess: jax.Array
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "TemperedResult",
+            {
+                "log_normalizer": describe_estimate(self.log_normalizer),
+                "num_steps": describe_array(self.num_steps),
+                "particles": describe_array(self.particles),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """log Z with its standard error, the number of temperatures and the mean acceptance rate."""
+        z = self.log_normalizer
+        k = np.asarray(self.num_steps).reshape(-1)
+        acc = np.asarray(self.acceptance_rate, dtype=float).reshape(k.size, -1)
+        rows = [
+            {"quantity": "log_normalizer", "value": float(np.mean(z.mean)), "stderr": float(np.mean(z.stderr))},
+            {"quantity": "temperatures", "value": float(np.mean(k)), "stderr": None},
+            {"quantity": "mean acceptance", "value": float(np.mean([a[: max(int(n), 1)].mean() for a, n in zip(acc, k)])), "stderr": None},
+        ]
+        return table(rows, plain=plain)
 
 
 def _next_temperature(loglik, lam, target, n, iters=40):
@@ -244,7 +272,7 @@ def tempered_smc(
     se = jnp.sqrt(jnp.maximum(-log_ratio, 0.0))
     reached = c.lam >= 1.0
     info = {"relative_variance": 1.0 - jnp.exp(log_ratio), "reached_posterior": reached}
-    est = Estimate(jnp.where(reached, c.log_z, jnp.nan), se, n, jnp.asarray(float(n), dtype), info)
+    est = without_ess(Estimate(jnp.where(reached, c.log_z, jnp.nan), se, n, None, info))
     particles = jax.vmap(unravel)(c.z)
     return TemperedResult(particles, est, c.temps, c.step, c.accs, c.esss)
 
@@ -257,4 +285,4 @@ def _pool_log_normalizers(single: Estimate, num_replicates: int) -> Estimate:
     se = jnp.std(ratio, ddof=1) / math.sqrt(num_replicates)
     n = single.n * num_replicates if isinstance(single.n, int) else num_replicates
     info = {"single_run": single, "num_replicates": num_replicates}
-    return Estimate(pooled, se, n, jnp.asarray(float(num_replicates)), info)
+    return without_ess(Estimate(pooled, se, n, None, info))
