@@ -240,6 +240,17 @@ def backward_indices(
 
     Returns:
       ``(M,)`` int32 indices into ``particles``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import backward_indices
+      >>> x = jnp.linspace(-1.0, 1.0, 8)
+      >>> backward_indices(jax.random.key(1), ssm, jnp.zeros(8), x, x[:3], method="exact").shape
+      (3,)
     """
     method = _resolve(ssm, method, log_weights.shape[0])
     if method == "exact":
@@ -292,6 +303,17 @@ def backward_sample(
     2023), exact in law for a bootstrap filter that resampled at every step
     (``ess_threshold=1``), a few MH moves from a slightly-off start otherwise (see module doc).
     Returns a pytree with leaves ``(num_trajectories, T, ...)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter, backward_sample
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16, keep_history=True)
+      >>> backward_sample(jax.random.key(2), ssm, out.history, 5).shape
+      (5, 8)
     """
     checks.prng_key(key)
     checks.count("num_trajectories", num_trajectories)
@@ -329,6 +351,13 @@ def smoothing_expectation(paths, fn=lambda path: path) -> Estimate:
 
     The paths are conditionally independent given the particle system, so the
     standard error covers the backward-sampling noise, not the forward filter's.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import smoothing_expectation
+      >>> est = smoothing_expectation(jnp.array([[0.0, 1.0], [2.0, 3.0]]), lambda p: p[0])
+      >>> float(est.mean)
+      1.0
     """
     values = jax.vmap(fn)(paths)
     return Estimate.from_samples(values)

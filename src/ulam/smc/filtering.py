@@ -80,6 +80,17 @@ class ParticleHistory(NamedTuple):
       log_weights: ``(T, N)`` normalized filtering log-weights :math:`\\log W_t^i` at each time.
       ancestors: ``(T, N)``: ``ancestors[t, i]`` is the index at time ``t-1`` of
         the parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter
+      >>> h = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16, keep_history=True).history
+      >>> h.log_weights.shape, h.ancestors.shape
+      ((8, 16), (8, 16))
     """
 
     particles: Any
@@ -107,6 +118,17 @@ class FilterResult(NamedTuple):
       log_likelihood_increments: ``(T,)`` :math:`\\log \\hat p(y_t\\mid y_{0:t-1})`.
       particles, log_weights: the final particle system.
       history: a :class:`ParticleHistory`, when asked for with ``keep_history=True``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16)
+      >>> out.ess.shape, out.log_likelihood.ess is None
+      ((8,), True)
     """
 
     log_likelihood: Estimate
@@ -155,6 +177,13 @@ def weighted_mean_and_se(log_weights, values, groups):
     ``groups[i]`` is the Eve (or lagged ancestor) index of particle ``i``;
     :math:`\widehat{\mathrm{se}}^2 = \sum_e (\sum_{i:\,g_i = e} W^i(\varphi^i-\bar\varphi))^2`
     (Chan & Lai 2013; Olsson & Douc 2019). ``values`` is a pytree with leading axis ``N``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import weighted_mean_and_se
+      >>> m, se = weighted_mean_and_se(jnp.zeros(4), jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.arange(4))
+      >>> float(m)
+      2.5
     """
     return _weighted_mean_and_se_w(jax.nn.softmax(log_weights), values, groups)
 
@@ -184,7 +213,15 @@ class Propagated(NamedTuple):
 
 
 def normalize(log_weights) -> tuple:
-    """``(log W, W, log sum exp)`` with one exponential pass; all ``-inf`` gives uniform weights and ``-inf``."""
+    """``(log W, W, log sum exp)`` with one exponential pass; all ``-inf`` gives uniform weights and ``-inf``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc.filtering import normalize
+      >>> log_w, w, lse = normalize(jnp.log(jnp.array([1.0, 3.0])))
+      >>> [round(v, 4) for v in w.tolist()], round(float(lse), 4)
+      ([0.25, 0.75], 1.3863)
+    """
     n = log_weights.shape[0]
     top = jnp.max(log_weights)
     safe_top = jnp.where(jnp.isfinite(top), top, 0.0)
@@ -375,6 +412,19 @@ def check_inputs(fk, observations, num_particles, threshold=None):
     ``num_particles`` an integer >= 2; ``threshold`` (the ESS fraction) in (0, 1];
     ``observations`` a pytree of arrays with one leading time axis, no infinite entry
     (NaN marks a missing observation), shaped as the model expects.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap
+      >>> from ulam.smc.filtering import check_inputs
+      >>> check_inputs(Bootstrap(ssm), y, 1)
+      Traceback (most recent call last):
+      ...
+      ValueError: num_particles: expected an integer >= 2, got 1
     """
     checks.count("num_particles", num_particles, minimum=2)
     if threshold is not None:
@@ -463,7 +513,12 @@ def check_filter_result(result: FilterResult) -> FilterResult:
 
 
 def raise_if_degenerate(step) -> None:
-    """Raise the all-weights-zero error for ``step >= 0`` (a concrete value; no-op under tracing)."""
+    """Raise the all-weights-zero error for ``step >= 0`` (a concrete value; no-op under tracing).
+
+    Example:
+      >>> from ulam.smc.filtering import raise_if_degenerate
+      >>> raise_if_degenerate(-1)  # no step with all weights zero: nothing happens
+    """
     if step is not None and _is_concrete(step) and int(step) >= 0:
         raise ValueError(
             f"all particle weights are zero (every log-potential is -inf or NaN) at time step {int(step)}; "
@@ -510,6 +565,18 @@ def run_filter(
 
     The call is jit-compiled and cached per model and settings; it also runs under
     ``jax.vmap``/``jax.jit`` (e.g. vmapped over parameters that the model closes over).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter, kalman_filter
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 256)
+      >>> ll = out.log_likelihood
+      >>> bool(abs(ll.mean - kalman_filter(lg, y).log_likelihood) < 5 * ll.stderr + 0.05)
+      True
     """
     checks.prng_key(key)
     check_inputs(fk, observations, num_particles, ess_threshold)

@@ -58,6 +58,12 @@ class LinearGaussianModel(NamedTuple):
 
     ``is_scalar=True`` (from :meth:`scalar`) means one-dimensional states and
     observations handled as scalars: particles of shape ``()``, observations ``(T,)``.
+
+    Example:
+      >>> from ulam.smc import LinearGaussianModel
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> lg.transition_cov.shape, round(float(lg.initial_cov[0, 0]), 4)
+      ((1, 1), 1.8947)
     """
 
     transition_matrix: jax.Array  # A (dx, dx)
@@ -84,7 +90,15 @@ class LinearGaussianModel(NamedTuple):
 
 class KalmanResult(NamedTuple):
     """Kalman filter output: ``log_likelihood`` (exact, shape ``()``), filtered and predicted
-    means ``(T,)``/``(T, dx)`` and covariances ``(T,)``/``(T, dx, dx)``."""
+    means ``(T,)``/``(T, dx)`` and covariances ``(T,)``/``(T, dx, dx)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, kalman_filter
+      >>> kf = kalman_filter(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0), jnp.zeros(4))
+      >>> kf.predicted_covs.shape
+      (4,)
+    """
 
     log_likelihood: jax.Array
     filtered_means: jax.Array
@@ -106,7 +120,14 @@ class KalmanResult(NamedTuple):
 
 
 class SmootherResult(NamedTuple):
-    """RTS output: smoothed means/covs (leading axis T) and lag-one covariances ``Cov(x_t, x_{t+1} | y)`` (T-1)."""
+    """RTS output: smoothed means/covs (leading axis T) and lag-one covariances ``Cov(x_t, x_{t+1} | y)`` (T-1).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, rts_smoother
+      >>> rts_smoother(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0), jnp.zeros(4)).smoothed_covs.shape
+      (4,)
+    """
 
     smoothed_means: jax.Array
     smoothed_covs: jax.Array
@@ -126,7 +147,17 @@ class SmootherResult(NamedTuple):
 
 
 def check_model(lg: LinearGaussianModel) -> LinearGaussianModel:
-    """Raise a ``ValueError`` for non-finite matrices or covariances that are not PSD (no-op under tracing)."""
+    """Raise a ``ValueError`` for non-finite matrices or covariances that are not PSD (no-op under tracing).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel
+      >>> from ulam.smc.kalman import check_model
+      >>> check_model(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)._replace(transition_cov=-jnp.eye(1)))
+      Traceback (most recent call last):
+      ...
+      ValueError: lg.transition_cov: expected a positive semi-definite matrix, got one with smallest eigenvalue -1
+    """
     if not isinstance(lg, LinearGaussianModel):
         raise TypeError(checks.message("lg", "a LinearGaussianModel", type(lg).__name__))
     dx = jnp.shape(lg.transition_matrix)[0]

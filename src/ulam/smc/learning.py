@@ -51,7 +51,17 @@ __all__ = ["LearningResult", "score_ascent", "markov_score_climbing", "fisher_sc
 
 class LearningResult(NamedTuple):
     """Learning trace: ``params`` after each update (leaves ``(num_steps, ...)``), the estimated
-    ``scores`` (same shapes), ``final_params`` and the final PPG ``reference`` path (leaves ``(T, ...)``)."""
+    ``scores`` (same shapes), ``final_params`` and the final PPG ``reference`` path (leaves ``(T, ...)``).
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, score_ascent
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> _, y = simulate(jax.random.key(0), model_fn(0.9), 8)
+      >>> r = score_ascent(jax.random.key(1), model_fn, 0.5, y, 8, num_steps=2)
+      >>> r.params.shape, r.scores.shape
+      ((2,), (2,))
+    """
 
     params: Any
     scores: Any
@@ -82,6 +92,14 @@ def fisher_score_functionals(model_fn: Callable, theta):
 
     ``model_fn(theta)`` must return a per-particle :class:`StateSpaceModel` with
     ``initial_log_prob`` and ``transition_log_prob``. Missing observations add no term.
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, fisher_score_functionals
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> initial_fn, additive_fn = fisher_score_functionals(model_fn, 0.5)
+      >>> round(float(additive_fn(1.0, 0.5, 0.0)), 4)  # d/da log N(0.5; a * 1.0, 0.36) at a = 0.5
+      0.0
     """
 
     def obs_term(th, x, y):
@@ -181,6 +199,14 @@ def score_ascent(
       optimizer: optional Optax transform (applied to the negated score) instead of plain ascent.
       num_backward, backward: PaRIS backward draws per particle and backward sampler.
       reference: starting PPG reference path (from a previous run's ``reference``).
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, score_ascent
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> _, y = simulate(jax.random.key(0), model_fn(0.9), 8)
+      >>> score_ascent(jax.random.key(1), model_fn, 0.5, y, 8, num_steps=3).final_params.shape
+      ()
     """
     theta0 = jax.tree_util.tree_map(jnp.asarray, theta0)
 
@@ -215,6 +241,17 @@ def markov_score_climbing(
     ``log_q_transition(lam, x_prev, x, y_t)``; each update adds
     :math:`\gamma_k\,\widehat{\mathbb E}_p[\nabla_\lambda\log q_\lambda(X)]`, estimated by one PPG
     pass whose reference is carried between updates (Naesseth et al. 2020; Cardoso et al. 2023).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, markov_score_climbing
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> lq0 = lambda lam, x0, y0: -0.5 * (x0 - lam) ** 2
+      >>> lqt = lambda lam, xp, x, yt: -0.5 * (x - lam * xp) ** 2
+      >>> r = markov_score_climbing(jax.random.key(1), ssm, lq0, lqt, jnp.asarray(0.3), y, 8, num_steps=2)
+      >>> r.params.shape
+      (2,)
     """
     lambda0 = jax.tree_util.tree_map(jnp.asarray, lambda0)
 

@@ -58,7 +58,14 @@ __all__ = [
 
 
 def is_missing(y) -> jax.Array:
-    """True when any entry of the observation ``y`` (a pytree) is NaN."""
+    """True when any entry of the observation ``y`` (a pytree) is NaN.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import is_missing
+      >>> bool(is_missing(jnp.array([1.0, jnp.nan]))), bool(is_missing(jnp.array(2.0)))
+      (True, False)
+    """
     leaves = [jnp.asarray(v) for v in jax.tree_util.tree_leaves(y)]
     flags = [jnp.any(jnp.isnan(v)) for v in leaves if jnp.issubdtype(v.dtype, jnp.floating)]
     if not flags:
@@ -95,6 +102,15 @@ class StateSpaceModel(NamedTuple):
         arguments (e.g. :math:`-\tfrac12\log(2\pi\sigma^2)` for Gaussian noise);
         enables the :math:`O(N)` rejection backward samplers.
       batched: whether the functions take whole particle arrays (see module doc).
+
+    Example:
+      >>> import jax
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import StateSpaceModel
+      >>> ssm = StateSpaceModel(lambda k: jax.random.normal(k), lambda k, x: 0.9 * x + jax.random.normal(k),
+      ...                       lambda x, y: norm.logpdf(y, x, 1.0))
+      >>> ssm.sample_initial(jax.random.key(0), 5).shape
+      (5,)
     """
 
     initial_sample: Callable
@@ -152,7 +168,20 @@ def _nan_to_neg_inf(v):
 
 
 class Bootstrap(NamedTuple):
-    r"""Bootstrap filter's Feynman–Kac model: :math:`M_t = m`, :math:`G_t = g(x_t, y_t)` (Gordon et al. 1993)."""
+    r"""Bootstrap filter's Feynman–Kac model: :math:`M_t = m`, :math:`G_t = g(x_t, y_t)` (Gordon et al. 1993).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap
+      >>> fk = Bootstrap(ssm)
+      >>> x0 = fk.initial(jax.random.key(1), y[0], 4)
+      >>> fk.initial_log_potential(x0, y[0]).shape
+      (4,)
+    """
 
     ssm: StateSpaceModel
 
@@ -188,6 +217,20 @@ class Guided(NamedTuple):
 
     With a missing ``y_t`` the step falls back to the model's transition (weight 1).
     The proposal functions are per-particle, or batched when ``ssm.batched``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import Guided, run_filter
+      >>> fk = Guided(ssm, lambda k, xp, yt: 0.9 * xp + 0.6 * jax.random.normal(k),
+      ...             lambda xp, x, yt: norm.logpdf(x, 0.9 * xp, 0.6),
+      ...             lambda k, yt: 1.4 * jax.random.normal(k), lambda x, yt: norm.logpdf(x, 0.0, 1.4))
+      >>> run_filter(jax.random.key(1), fk, y, 16).log_likelihood.mean.shape
+      ()
     """
 
     ssm: StateSpaceModel
@@ -247,6 +290,18 @@ class Auxiliary(NamedTuple):
     density of :math:`y_t` at the predicted mean). The filter then carries the
     weights :math:`W_{t-1}^{a}/(N P^{a})` so that every estimate stays unbiased.
     ``log_eta`` is per-particle, or batched when the model is.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import Auxiliary, Bootstrap, run_filter
+      >>> fk = Auxiliary(Bootstrap(ssm), lambda xp, yt: norm.logpdf(yt, 0.9 * xp, 1.2))
+      >>> run_filter(jax.random.key(1), fk, y, 16).log_likelihood.mean.shape
+      ()
     """
 
     fk: Any
@@ -284,6 +339,14 @@ class FeynmanKac(NamedTuple):
 
     ``y`` is the per-step input (observations, or any per-step data; pass
     ``jnp.zeros(T)`` when there is none).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import FeynmanKac, run_filter
+      >>> fk = FeynmanKac(lambda k, y: jax.random.normal(k), lambda x, y: -0.5 * (x - y) ** 2,
+      ...                 lambda k, xp, y: xp + jax.random.normal(k), lambda xp, x, y: -0.5 * (x - y) ** 2)
+      >>> run_filter(jax.random.key(0), fk, jnp.zeros(5), 16).ess.shape
+      (5,)
     """
 
     initial_sample: Callable

@@ -103,6 +103,17 @@ class PaRISResult(NamedTuple):
     Its ``info``: with one run, ``log_likelihood`` (``()``), ``degenerate_step`` (``()`` int, -1 if
     none) and ``single_run_stderr_lagged`` (shape of the estimate); with ``R`` replicates,
     ``log_likelihood`` (``(R,)``) and ``num_replicates`` (``()``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import paris
+      >>> r = paris(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x)
+      >>> r.statistics.shape, r.estimate.ess is None
+      ((16,), True)
     """
 
     estimate: Estimate
@@ -356,6 +367,18 @@ def paris(
 
     Returns:
       a :class:`PaRISResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import paris, rts_smoother
+      >>> r = paris(jax.random.key(1), ssm, y, 64, lambda xp, x, yt: x, initial_fn=lambda x0, y0: x0, num_replicates=4)
+      >>> truth = float(jnp.sum(rts_smoother(lg, y).smoothed_means))
+      >>> bool(abs(r.estimate.mean - truth) < 5 * r.estimate.stderr + 0.1)
+      True
     """
     checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
@@ -412,6 +435,14 @@ def trace_reference(key, particles, log_weights, backward):
 
     ``particles``: leaves ``(T, N, ...)``; ``log_weights``: final ``(N,)``;
     ``backward``: ``(T-1, N, Ñ)``. Returns the path (leaves ``(T, ...)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import trace_reference
+      >>> particles = jnp.arange(6.0).reshape(3, 2)  # T = 3, N = 2
+      >>> back = jnp.zeros((2, 2, 1), jnp.int32)  # every backward index points to particle 0
+      >>> trace_reference(jax.random.key(0), particles, jnp.array([0.0, -jnp.inf]), back).tolist()
+      [0.0, 2.0, 4.0]
     """
     k_last, k_u = jax.random.split(key)
     num_steps = backward.shape[0] + 1
@@ -448,6 +479,18 @@ def ppg_step(
     ``Pi`` is the PaRIS estimate :math:`\sum_i W_{T-1}^i\tau_{T-1}^i` on the conditional particle
     system (Cardoso et al. 2023, Alg. 1); the new reference is traced through the
     backward indices (:func:`trace_reference`). Traceable: use inside ``jit``/``scan``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg_step
+      >>> ref = jnp.zeros(8)
+      >>> pi, new_ref, ll = ppg_step(jax.random.key(1), ssm, y, ref, 16, lambda xp, x, yt: x)
+      >>> new_ref.shape
+      (8,)
     """
     fk = Bootstrap(ssm) if fk is None else fk
     method = _paris_method(ssm, backward, num_particles, fk)
@@ -480,6 +523,17 @@ class PPGResult(NamedTuple):
 
     ``estimate.ess`` is the autocorrelation-corrected ESS of the kept iterates (leaves shaped
     like the estimate); ``estimate.info["num_particles"]`` (int) is the particle count per pass.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg
+      >>> r = ppg(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x, num_iterations=3, burn_in=1)
+      >>> r.iterates.shape, r.reference.shape
+      ((3,), (8,))
     """
 
     estimate: Estimate
@@ -519,7 +573,18 @@ def _estimate_rows(name, est):
 
 
 def initial_reference(key, ssm, observations, num_particles, *, fk=None, num_backward=2, backward="auto", max_trials=32):
-    """A first reference path: one unconditional PaRIS pass traced back through its backward indices."""
+    """A first reference path: one unconditional PaRIS pass traced back through its backward indices.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import initial_reference
+      >>> initial_reference(jax.random.key(1), ssm, y, 16).shape
+      (8,)
+    """
     fk = Bootstrap(ssm) if fk is None else fk
     method = _paris_method(ssm, backward, num_particles, fk)
     k1, k2 = jax.random.split(key)
@@ -569,6 +634,17 @@ def ppg(
 
     Returns a :class:`PPGResult` whose ``reference`` can seed the next call (Markovian
     use in learning).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg
+      >>> r = ppg(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x, num_iterations=4, burn_in=1)
+      >>> r.estimate.mean.shape
+      ()
     """
     checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
@@ -651,6 +727,16 @@ def conditional_smc(
     Andrieu et al. 2010), ``"ancestor"`` (ancestor sampling of the reference,
     Lindsten et al. 2014, then genealogy), or ``"backward"`` (backward sampling,
     Whiteley 2010). Each leaves the smoothing law :math:`p(x_{0:T-1}\mid y)` invariant.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import conditional_smc
+      >>> conditional_smc(jax.random.key(1), ssm, y, jnp.zeros(8), 16, sampler="ancestor").shape
+      (8,)
     """
     from ulam.smc.backward import backward_sample
 
@@ -698,7 +784,18 @@ def particle_gibbs(
     reference=None,
     fk=None,
 ):
-    """Iterate :func:`conditional_smc` ``num_iterations`` times; returns the paths (leaves ``(iters, T, ...)``)."""
+    """Iterate :func:`conditional_smc` ``num_iterations`` times; returns the paths (leaves ``(iters, T, ...)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import particle_gibbs
+      >>> particle_gibbs(jax.random.key(1), ssm, y, 16, 3).shape
+      (3, 8)
+    """
     checks.prng_key(key)
     checks.one_of("sampler", sampler, ("genealogy", "ancestor", "backward"))
     checks.count("num_iterations", num_iterations)

@@ -48,12 +48,26 @@ Resampler = Callable[[jax.Array, jax.Array, int], jax.Array]
 
 
 def normalize_log_weights(log_weights: jax.Array) -> jax.Array:
-    """Normalized weights :math:`W_i = e^{\\ell_i} / \\sum_j e^{\\ell_j}` (all ``-inf`` gives NaN)."""
+    """Normalized weights :math:`W_i = e^{\\ell_i} / \\sum_j e^{\\ell_j}` (all ``-inf`` gives NaN).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import normalize_log_weights
+      >>> [round(w, 4) for w in normalize_log_weights(jnp.log(jnp.array([1.0, 3.0]))).tolist()]
+      [0.25, 0.75]
+    """
     return jax.nn.softmax(log_weights)
 
 
 def effective_sample_size(log_weights: jax.Array) -> jax.Array:
-    r"""Kong's effective sample size :math:`1/\sum_i W_i^2` of normalized weights."""
+    r"""Kong's effective sample size :math:`1/\sum_i W_i^2` of normalized weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import effective_sample_size
+      >>> round(float(effective_sample_size(jnp.zeros(10))), 4)
+      10.0
+    """
     log_w = log_weights - jax.scipy.special.logsumexp(log_weights)
     return jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w))
 
@@ -82,6 +96,13 @@ def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> ja
 
     Sorted uniforms come from normalized exponential spacings, so the cost is
     :math:`O(N + \text{num})` searches (no sort); the returned ancestors are sorted.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import multinomial_resample
+      >>> a = multinomial_resample(jax.random.key(0), jnp.log(jnp.array([0.0, 1.0, 0.0])), 4)
+      >>> a.tolist()
+      [1, 1, 1, 1]
     """
     return _multinomial_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -94,7 +115,14 @@ def _multinomial_w(key, w, num):
 
 
 def stratified_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
-    r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996)."""
+    r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import stratified_resample
+      >>> stratified_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.5])), 4).tolist()
+      [0, 0, 1, 1]
+    """
     return _stratified_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
 
@@ -108,6 +136,12 @@ def systematic_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax
     r"""Systematic resampling: :math:`U_j = (j + V)/\text{num}` with one uniform :math:`V` (Carpenter et al. 1999).
 
     One cumulative sum and one sorted search: :math:`O(N + \text{num})`, no sort.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import systematic_resample
+      >>> systematic_resample(jax.random.key(0), jnp.log(jnp.array([0.25, 0.75])), 4).tolist()
+      [0, 1, 1, 1]
     """
     return _systematic_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -132,6 +166,13 @@ def residual_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.A
     remaining :math:`R = \text{num} - \sum_i\lfloor \text{num}\,W_i\rfloor`
     draws multinomially from the residuals :math:`\text{num}\,W_i - \lfloor \text{num}\,W_i\rfloor`.
     Shapes are static: ``num`` residual draws are made and the first ``R`` are used.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import residual_resample, offspring_counts
+      >>> a = residual_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.25, 0.25])), 4)
+      >>> offspring_counts(a, 3).tolist()
+      [2, 1, 1]
     """
     return _residual_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -162,6 +203,13 @@ def ssp_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     preserves :math:`\mathbb E[f]`, so counts are unbiased, and every count is
     the floor or the ceiling of :math:`\text{num}\,W_i`. A ``lax.scan`` over
     particles: :math:`O(N)` but sequential.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import ssp_resample, offspring_counts
+      >>> a = ssp_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.25, 0.25])), 4)
+      >>> offspring_counts(a, 3).tolist()
+      [2, 1, 1]
     """
     return _ssp_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -201,7 +249,14 @@ def _ssp_w(key, w, num):
 
 
 def offspring_counts(ancestors: jax.Array, num_particles: int) -> jax.Array:
-    """How many times each of ``num_particles`` parents appears in ``ancestors``."""
+    """How many times each of ``num_particles`` parents appears in ``ancestors``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import offspring_counts
+      >>> offspring_counts(jnp.array([0, 0, 2]), 3).tolist()
+      [2, 0, 1]
+    """
     return jnp.bincount(ancestors, length=num_particles)
 
 
@@ -227,6 +282,12 @@ def resampler_from_weights(scheme):
     """``key, weights, num -> ancestors`` for a scheme name or a log-weights callable.
 
     The filters already hold the normalized weights, so the named schemes skip a second softmax.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc.resampling import resampler_from_weights
+      >>> resampler_from_weights("systematic")(jax.random.key(0), jnp.array([0.25, 0.75]), 4).tolist()
+      [0, 1, 1, 1]
     """
     if callable(scheme):
         return lambda key, w, num: scheme(key, jnp.log(w), num)
@@ -235,7 +296,13 @@ def resampler_from_weights(scheme):
 
 
 def get_resampler(scheme) -> Resampler:
-    """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``."""
+    """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``.
+
+    Example:
+      >>> from ulam.smc import get_resampler, systematic_resample
+      >>> get_resampler("systematic") is systematic_resample
+      True
+    """
     if callable(scheme):
         return scheme
     if not isinstance(scheme, str):
@@ -253,6 +320,13 @@ def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic")
     ancestors are the identity and the weights are carried unchanged, so that
     :math:`\sum_i W_i \varphi(x_i)` keeps its meaning. ``threshold = 1``
     resamples at every step (ESS never exceeds N).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import resample_if
+      >>> a, lw, did = resample_if(jax.random.key(0), jnp.zeros(4), 4, threshold=0.5)
+      >>> bool(did), a.tolist()
+      (False, [0, 1, 2, 3])
     """
     checks.in_interval("threshold", threshold, 0.0, 1.0, low_open=True, do="the ESS fraction; 1 resamples every step")
     n = log_weights.shape[0]

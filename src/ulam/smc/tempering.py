@@ -77,6 +77,14 @@ class TemperedResult(NamedTuple):
     ``log_normalizer.info``: ``relative_variance`` (``()``), ``reached_posterior`` (``()`` bool);
     with ``R`` replicates ``single_run`` (the per-replicate :class:`~ulam.Estimate`, leaves
     ``(R,)``) and ``num_replicates`` (int).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import tempered_smc
+      >>> x0 = jax.random.normal(jax.random.key(0), (32, 1))
+      >>> r = tempered_smc(jax.random.key(1), lambda x: -0.5 * jnp.sum(x**2), lambda x: -0.5 * jnp.sum(x**2), x0, max_steps=5)
+      >>> r.temperatures.shape, r.log_normalizer.ess is None
+      ((5,), True)
     """
 
     particles: Any
@@ -160,6 +168,15 @@ def tempered_smc(
 
     Returns:
       a :class:`TemperedResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, math
+      >>> from ulam.smc import tempered_smc
+      >>> log_prior = lambda x: -0.5 * jnp.sum(x**2) - 0.5 * math.log(2 * math.pi)
+      >>> x0 = jax.random.normal(jax.random.key(0), (256, 1))
+      >>> r = tempered_smc(jax.random.key(1), log_prior, lambda x: -0.5 * jnp.sum(x**2), x0, max_steps=20)
+      >>> bool(abs(r.log_normalizer.mean - 0.5 * math.log(0.5)) < 5 * r.log_normalizer.stderr + 0.05)
+      True
     """
     checks.prng_key(key)
     checks.count("num_replicates", num_replicates)
