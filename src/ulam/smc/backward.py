@@ -55,15 +55,23 @@ from ulam.estimate import Estimate
 from ulam.smc.filtering import ParticleHistory
 from ulam.smc.models import StateSpaceModel
 
-__all__ = ["backward_indices", "backward_sample", "smoothing_expectation"]
+__all__ = [
+    "backward_indices",
+    "backward_sample",
+    "smoothing_expectation",
+    "resolve_method",
+    "take_particles",
+    "AUTO_EXACT_BELOW",
+    "BACKWARD_METHODS",
+]
 
 _EXACT_CHUNK = 256
 BACKWARD_METHODS = ("auto", "exact", "rejection", "mcmc", "hybrid")
 # Below this many particles the O(N^2) exact backward kernel is cheaper than rejection.
-_AUTO_EXACT_BELOW = 256
+AUTO_EXACT_BELOW = 256
 
 
-def _take(x, idx):
+def take_particles(x, idx):
     return jax.tree_util.tree_map(lambda v: jnp.take(v, idx, axis=0), x)
 
 
@@ -112,7 +120,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
             k, k1, k2 = jax.random.split(k, 3)
             proposal = jnp.searchsorted(cdf, jax.random.uniform(k1, (size,)), side="right").astype(jnp.int32)
             proposal = jnp.minimum(proposal, n - 1)
-            log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), lane_targets)) - bound
+            log_accept = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), lane_targets)) - bound
             new = ~done & (jnp.log(jax.random.uniform(k2, (size,))) < log_accept)
             return jnp.where(new, proposal, out), done | new, trial + 1, k
 
@@ -131,7 +139,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
         valid = lanes < m
         safe = jnp.where(valid, lanes, 0)
         sub_out, sub_done = attempts(
-            keys[1 + stage], _take(targets, safe), jnp.zeros((size,), jnp.int32), ~valid, trials
+            keys[1 + stage], take_particles(targets, safe), jnp.zeros((size,), jnp.int32), ~valid, trials
         )
         write = jnp.where(valid & sub_done, lanes, m)
         out = out.at[write].set(sub_out, mode="drop")
@@ -146,7 +154,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
         k, k1 = jax.random.split(k)
         (pending,) = jnp.nonzero(~done, size=_fallback_size(m, fallback_chunk), fill_value=m)
         valid = pending < m
-        draws = _exact(k1, ssm, log_w, x_prev, _take(targets, jnp.where(valid, pending, 0)))
+        draws = _exact(k1, ssm, log_w, x_prev, take_particles(targets, jnp.where(valid, pending, 0)))
         write = jnp.where(valid, pending, m)
         return out.at[write].set(draws, mode="drop"), done.at[write].set(True, mode="drop"), k
 
@@ -169,11 +177,11 @@ def _independent_mh(key, ssm, cdf, x_prev, targets, start, num_steps):
     """``num_steps`` independent-MH moves per lane from ``start`` (Dau & Chopin 2023), proposals ~ W."""
     m = start.shape[0]
     cur = start.astype(jnp.int32)
-    log_cur = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, cur), targets))
+    log_cur = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, cur), targets))
     for k in jax.random.split(key, num_steps):  # small static k: unrolled, no loop overhead
         k1, k2 = jax.random.split(k)
         proposal = _draw_from_cdf(k1, cdf, m)
-        log_prop = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets))
+        log_prop = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), targets))
         # Independent MH with proposal W: the W factors cancel, leaving m(x^J', x)/m(x^J, x).
         # A start of zero density (-inf) accepts any finite proposal (inf > log u).
         accept = jnp.log(jax.random.uniform(k2, (m,))) < log_prop - log_cur
@@ -193,7 +201,7 @@ def _hybrid(key, ssm, log_w, x_prev, targets, start, trials, num_steps):
     for k in jax.random.split(k_rej, trials):
         k1, k2 = jax.random.split(k)
         proposal = _draw_from_cdf(k1, cdf, m)
-        log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets)) - bound
+        log_accept = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), targets)) - bound
         new = ~done & (jnp.log(jax.random.uniform(k2, (m,))) < log_accept)
         out = jnp.where(new, proposal, out)
         done = done | new
@@ -252,7 +260,7 @@ def backward_indices(
       >>> backward_indices(jax.random.key(1), ssm, jnp.zeros(8), x, x[:3], method="exact").shape
       (3,)
     """
-    method = _resolve(ssm, method, log_weights.shape[0])
+    method = resolve_method(ssm, method, log_weights.shape[0])
     if method == "exact":
         return _exact(key, ssm, log_weights, particles, targets)
     if method in ("mcmc", "hybrid"):
@@ -269,8 +277,8 @@ def backward_indices(
     return _rejection(key, ssm, log_weights, particles, targets, max_trials, fallback_chunk)
 
 
-def _resolve(ssm, method, num_particles=None):
-    num_particles = _AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
+def resolve_method(ssm, method, num_particles=None):
+    num_particles = AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
     checks.one_of("method", method, BACKWARD_METHODS)
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: backward sampling needs the transition density")
@@ -280,7 +288,7 @@ def _resolve(ssm, method, num_particles=None):
             "give one or use method='exact' or 'mcmc'"
         )
     if method == "auto":
-        return "rejection" if ssm.transition_log_bound is not None and num_particles > _AUTO_EXACT_BELOW else "exact"
+        return "rejection" if ssm.transition_log_bound is not None and num_particles > AUTO_EXACT_BELOW else "exact"
     return method
 
 
@@ -317,12 +325,12 @@ def backward_sample(
     """
     checks.prng_key(key)
     checks.count("num_trajectories", num_trajectories)
-    method = _resolve(ssm, method, history.log_weights.shape[1])
+    method = resolve_method(ssm, method, history.log_weights.shape[1])
     xs, lws, ancestors = history.particles, history.log_weights, history.ancestors
     num_steps = lws.shape[0]
     k_last, k_rest = jax.random.split(key)
     last = jax.random.categorical(k_last, lws[-1], shape=(num_trajectories,)).astype(jnp.int32)
-    x_last = _take(_at(xs, num_steps - 1), last)
+    x_last = take_particles(_at(xs, num_steps - 1), last)
 
     def step(carry, inputs):
         x_next, b_next = carry
@@ -332,7 +340,7 @@ def backward_sample(
             k, ssm, lw_t, x_t, x_next, method=method, max_trials=max_trials,
             start=ancestors[t + 1][b_next], num_mcmc_steps=num_mcmc_steps,
         )
-        x_new = _take(x_t, idx)
+        x_new = take_particles(x_t, idx)
         return (x_new, idx), x_new
 
     ts = jnp.arange(num_steps - 2, -1, -1)

@@ -69,6 +69,18 @@ __all__ = [
     "propagate",
     "Propagated",
     "normalize",
+    "forward_scan",
+    "ScanResult",
+    "StepView",
+    "concat_first",
+    "lag_ancestors",
+    "EssCollector",
+    "EveCollector",
+    "LagCollector",
+    "HistoryCollector",
+    "MomentsCollector",
+    "sanitize_log_weights",
+    "check_inputs",
 ]
 
 
@@ -278,84 +290,248 @@ def propagate(
     return Propagated(a, do, x_prev, x_new, log_w_new, w_new, inc, inc == -jnp.inf)
 
 
-def _lag_ancestors(buf, t, lag, idx):
-    """Compose the last ``lag`` ancestor maps (a ring buffer written at ``t % lag``), newest first."""
+def lag_ancestors(buf, t, lag, idx):
+    """Compose the last ``lag`` ancestor maps (a ring buffer written at ``t % lag``), newest first.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> buf = jnp.array([[1, 1, 0], [2, 0, 0]])  # maps written at t = 0 (slot 0) and t = 1 (slot 1)
+      >>> lag_ancestors(buf, 1, 2, jnp.arange(3)).tolist()  # particle i's ancestor at t = -1
+      [0, 1, 1]
+    """
     enoch = idx
     for j in range(lag):
         enoch = buf[(t - j) % lag][enoch]
     return enoch
 
 
-def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
+class StepView(NamedTuple):
+    """What a collector sees at step ``t >= 1`` of :func:`forward_scan`.
+
+    ``previous_particles``/``previous_log_weights`` are :math:`x_{t-1}`, :math:`\\log W_{t-1}`
+    (before resampling); ``step`` is the :class:`Propagated` step (its particles and weights are
+    :math:`x_t`, :math:`W_t`); ``keys`` the step's keys beyond the resampling and move keys;
+    ``reference_ancestor`` the reference particle's exact backward-kernel ancestor in a
+    conditional step that drew one, else ``None``.
+    """
+
+    t: jax.Array
+    y: Any
+    keys: tuple
+    previous_particles: Any
+    previous_log_weights: jax.Array
+    step: Propagated
+    reference_ancestor: Any = None
+
+
+class ScanResult(NamedTuple):
+    """What :func:`forward_scan` returns: the final particle system, the log-likelihood pieces,
+    and per collector its final state, its time-0 output and its stacked per-step outputs."""
+
+    particles: Any
+    log_weights: jax.Array
+    increments: jax.Array  # (T,) log p_hat(y_t | y_{0:t-1})
+    resampled: jax.Array  # (T,) bool, False at t = 0
+    num_resampling: jax.Array  # () int32
+    degenerate_step: jax.Array  # () int32, -1 if none
+    states: tuple
+    first: tuple
+    outputs: tuple
+
+
+def forward_scan(
+    key, fk, observations, num_particles, collectors=(), *, resample, threshold, num_step_keys=2,
+    split_initial_key=True, step_fn=None, initial_fn=None,
+) -> ScanResult:
+    r"""The one forward pass of every particle algorithm here: one ``lax.scan`` of :func:`propagate`.
+
+    Everything an algorithm computes from the particle system is a *collector* (the design of
+    Chopin's ``particles``: the SMC step runs once; moments, genealogy, history, smoothing
+    statistics observe it). A collector has ``init(x0, log_w0, w0, y0) -> (state, first_output)``
+    and ``update(state, view: StepView) -> (state, output)``; outputs are stacked over
+    ``t = 1..T-1``. ``step_fn(fk, keys, x, log_w, w, y, t) -> (Propagated, reference_ancestor)``
+    replaces the plain step (conditional SMC); ``initial_fn(x0) -> x0`` edits the time-0
+    particles. Each step key is split into ``num_step_keys`` keys: resampling, move, then the
+    collectors' (``view.keys``). The log-likelihood is ``jnp.sum(increments)``.
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, Bootstrap
+      >>> from ulam.smc.resampling import resampler_from_weights
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> out = forward_scan(jax.random.key(1), Bootstrap(ssm), y, 16, [EssCollector()],
+      ...                    resample=resampler_from_weights("systematic"), threshold=0.5)
+      >>> out.increments.shape, out.outputs[0].shape
+      ((8,), (7,))
+    """
     n = num_particles
-    resample = resampler_from_weights(scheme)
-    if mean_fn is not _identity:
-        mean_fn = jax.vmap(mean_fn)
+    collectors = tuple(collectors)
     num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
     y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
     rest = jax.tree_util.tree_map(lambda v: v[1:], observations)
     keys = jax.random.split(key, num_steps)
-    x0 = fk.initial(jax.random.split(keys[0])[0], y0, n)
-    lw0_raw = _sanitize(fk.initial_log_potential(x0, y0))
-    lw0, w0, lse0 = normalize(lw0_raw)
+    x0 = fk.initial(jax.random.split(keys[0])[0] if split_initial_key else keys[0], y0, n)
+    if initial_fn is not None:
+        x0 = initial_fn(x0)
+    lw0, w0, lse0 = normalize(_sanitize(fk.initial_log_potential(x0, y0)))
     inc0 = lse0 - math.log(n)
-    idx = jnp.arange(n, dtype=jnp.int32)
-    track_lag = filtering_stderr and lag > 0
-    buf0 = jnp.tile(idx, (lag, 1)) if track_lag else jnp.zeros((0, n), jnp.int32)
-    dtype = lw0.dtype
+    inits = [c.init(x0, lw0, w0, y0) for c in collectors]
+    states0 = tuple(i[0] for i in inits)
+    first = tuple(i[1] for i in inits)
 
-    def mean_and_se(w, x, groups):
-        values = mean_fn(x)
-        if filtering_stderr:
+    def plain_step(fk_, ks, x, lw, w, y, t):
+        p = propagate(fk_, ks[0], ks[1], x, lw, w, y, resample=resample, threshold=threshold, num_particles=n)
+        return p, None
+
+    one_step = plain_step if step_fn is None else step_fn
+
+    def step(carry, inputs):
+        x, lw, w, num_res, first_bad, states = carry
+        t, k, y = inputs
+        ks = tuple(jax.random.split(k, num_step_keys))
+        p, ref_anc = one_step(fk, ks, x, lw, w, y, t)
+        first_bad = jnp.where((first_bad < 0) & p.all_zero, t, first_bad)
+        view = StepView(t, y, ks[2:], x, lw, p, ref_anc)
+        updated = [c.update(st, view) for c, st in zip(collectors, states)]
+        new_states = tuple(u[0] for u in updated)
+        outs = tuple(u[1] for u in updated)
+        new = (p.particles, p.log_weights, p.weights, num_res + p.resampled.astype(jnp.int32), first_bad, new_states)
+        return new, (p.log_increment, p.resampled, outs)
+
+    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
+    carry0 = (x0, lw0, w0, jnp.int32(0), first_bad0, states0)
+    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
+    (x, lw, _, num_res, first_bad, states), (incs, resampled, outs) = lax.scan(step, carry0, (ts, keys[1:], rest))
+    incs = _cat(inc0, incs)
+    resampled = _cat(jnp.asarray(False), resampled)
+    return ScanResult(x, lw, incs, resampled, num_res, first_bad, states, first, outs)
+
+
+def _cat(a, b):
+    return jnp.concatenate([jnp.asarray(a)[None], b], axis=0)
+
+
+def concat_first(first, outputs):
+    """Put a collector's time-0 output in front of its stacked outputs (pytrees), giving leading axis T."""
+    return jax.tree_util.tree_map(_cat, first, outputs)
+
+
+class EssCollector(NamedTuple):
+    """Collector: Kong's ESS :math:`1/\\sum_i (W_t^i)^2` of the filtering weights at every step."""
+
+    def init(self, x0, log_w0, w0, y0):
+        return (), 1.0 / jnp.sum(w0**2)
+
+    def update(self, state, view):
+        return state, 1.0 / jnp.sum(view.step.weights**2)
+
+
+class EveCollector(NamedTuple):
+    """Collector: the Eve (time-0 ancestor) index of every particle, for the Lee–Whiteley variance."""
+
+    num_particles: int
+
+    def init(self, x0, log_w0, w0, y0):
+        return jnp.arange(self.num_particles, dtype=jnp.int32), None
+
+    def update(self, eve, view):
+        return eve[view.step.ancestors], None
+
+
+class LagCollector(NamedTuple):
+    """Collector: the last ``lag`` ancestor maps (ring buffer); :func:`lag_ancestors` composes them."""
+
+    num_particles: int
+    lag: int
+
+    def init(self, x0, log_w0, w0, y0):
+        idx = jnp.arange(self.num_particles, dtype=jnp.int32)
+        return (jnp.tile(idx, (self.lag, 1)) if self.lag > 0 else jnp.zeros((0, self.num_particles), jnp.int32)), None
+
+    def update(self, buf, view):
+        if self.lag > 0:
+            buf = lax.dynamic_update_index_in_dim(buf, view.step.ancestors, view.t % self.lag, 0)
+        return buf, None
+
+    def groups(self, buf, t):
+        """Each particle's ancestor ``lag`` steps before ``t``."""
+        return lag_ancestors(buf, t, self.lag, jnp.arange(self.num_particles, dtype=jnp.int32))
+
+
+class HistoryCollector(NamedTuple):
+    """Collector: the whole particle system (:class:`ParticleHistory` after :meth:`history`)."""
+
+    num_particles: int
+
+    def init(self, x0, log_w0, w0, y0):
+        return (), (x0, log_w0, jnp.arange(self.num_particles, dtype=jnp.int32))
+
+    def update(self, state, view):
+        return state, (view.step.particles, view.step.log_weights, view.step.ancestors)
+
+    @staticmethod
+    def history(first, outputs) -> ParticleHistory:
+        return ParticleHistory(*concat_first(first, outputs))
+
+
+class MomentsCollector(NamedTuple):
+    """Collector: filtering means :math:`\\sum_i W_t^i\\varphi(x_t^i)` with the Olsson–Douc lag-based
+    standard errors (NaN when ``stderr`` is False)."""
+
+    mean_fn: Callable
+    num_particles: int
+    lag: int
+    stderr: bool
+
+    def _lag(self):
+        return LagCollector(self.num_particles, self.lag if self.stderr else 0)
+
+    def _mean_and_se(self, w, x, groups):
+        values = self.mean_fn(x)
+        if self.stderr:
             return _weighted_mean_and_se_w(w, values, groups)
         mean = jax.tree_util.tree_map(lambda v: _wmean(w, v), values)
         return mean, jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), jnp.nan, jnp.result_type(m)), mean)
 
-    mean0, se0 = mean_and_se(w0, x0, idx)
+    def init(self, x0, log_w0, w0, y0):
+        buf, _ = self._lag().init(x0, log_w0, w0, y0)
+        return buf, self._mean_and_se(w0, x0, jnp.arange(self.num_particles, dtype=jnp.int32))
 
-    def step(carry, inputs):
-        x, lw, w, eve, buf, num_res, first_bad = carry
-        t, k, y = inputs
-        k_res, k_move = jax.random.split(k)
-        p = propagate(fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n)
-        first_bad = jnp.where((first_bad < 0) & p.all_zero, t, first_bad)
-        eve = eve[p.ancestors]
-        if track_lag:
-            buf = lax.dynamic_update_index_in_dim(buf, p.ancestors, t % lag, 0)
-            groups = _lag_ancestors(buf, t, lag, idx)
+    def update(self, buf, view):
+        lag = self._lag()
+        if lag.lag > 0:
+            buf, _ = lag.update(buf, view)
+            groups = lag.groups(buf, view.t)
         else:
-            groups = idx
-        mean, se = mean_and_se(p.weights, p.particles, groups)
-        out = (mean, se, 1.0 / jnp.sum(p.weights**2), p.resampled, p.log_increment)
-        if keep_history:
-            out = out + (p.particles, p.log_weights, p.ancestors)
-        new = (p.particles, p.log_weights, p.weights, eve, buf, num_res + p.resampled.astype(jnp.int32), first_bad)
-        return new, out
+            groups = jnp.arange(self.num_particles, dtype=jnp.int32)
+        return buf, self._mean_and_se(view.step.weights, view.step.particles, groups)
 
-    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
-    carry0 = (x0, lw0, w0, idx, buf0, jnp.int32(0), first_bad0)
-    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    (x, lw, _, eve, _, num_res, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
-    cat = lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], axis=0)  # noqa: E731
-    means = jax.tree_util.tree_map(cat, mean0, outs[0])
-    ses = jax.tree_util.tree_map(cat, se0, outs[1])
-    ess = cat(1.0 / jnp.sum(w0**2), outs[2])
-    resampled = cat(jnp.asarray(False), outs[3])
-    incs = cat(inc0, outs[4])
-    loglik = jnp.sum(incs)
-    se_log, rel_var = _lee_whiteley(lw, eve, num_res, n)
+
+def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
+    n = num_particles
+    if mean_fn is not _identity:
+        mean_fn = jax.vmap(mean_fn)
+    collectors = [EveCollector(n), MomentsCollector(mean_fn, n, lag, filtering_stderr), EssCollector()]
+    if keep_history:
+        collectors.append(HistoryCollector(n))
+    out = forward_scan(
+        key, fk, observations, n, collectors, resample=resampler_from_weights(scheme), threshold=threshold
+    )
+    eve = out.states[0]
+    means, ses = concat_first(out.first[1], out.outputs[1])
+    ess = concat_first(out.first[2], out.outputs[2])
+    loglik = jnp.sum(out.increments)
+    num_res = out.num_resampling
+    se_log, rel_var = _lee_whiteley(out.log_weights, eve, num_res, n)
     se_log = jnp.where(jnp.isfinite(loglik), se_log, jnp.nan)
-    info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": first_bad}
+    info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": out.degenerate_step}
     ll = without_ess(Estimate(loglik, se_log, n, None, info))
     fmean = without_ess(Estimate(means, ses, n))
-    history = None
-    if keep_history:
-        history = ParticleHistory(
-            particles=jax.tree_util.tree_map(cat, x0, outs[5]),
-            log_weights=cat(lw0, outs[6]),
-            ancestors=cat(idx, outs[7]),
-        )
-    return FilterResult(ll, fmean, ess, resampled, incs, x, lw, history)
+    history = HistoryCollector.history(out.first[3], out.outputs[3]) if keep_history else None
+    return FilterResult(
+        ll, fmean, ess, out.resampled, out.increments, out.particles, out.log_weights, history
+    )
 
 
 def _wmean(w, v):
@@ -381,8 +557,18 @@ def _weighted_mean_and_se_w(w, values, groups):
     )
 
 
-def _sanitize(lw):
+def sanitize_log_weights(lw):
+    """NaN log-weights become ``-inf`` (weight zero).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> sanitize_log_weights(jnp.array([0.0, jnp.nan])).tolist()
+      [0.0, -inf]
+    """
     return jnp.where(jnp.isnan(lw), -jnp.inf, lw)
+
+
+_sanitize = sanitize_log_weights
 
 
 @functools.lru_cache(maxsize=64)

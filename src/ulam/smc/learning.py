@@ -43,8 +43,8 @@ from jax import lax
 from ulam import checks
 from ulam.smc.reporting import describe_array, result_repr, table
 from ulam.smc.filtering import check_inputs
-from ulam.smc.models import Bootstrap, _fill_missing, is_missing
-from ulam.smc.paris import _forward, _paris_method, initial_reference, ppg_step
+from ulam.smc.models import Bootstrap, fill_missing, is_missing
+from ulam.smc.paris import forward_pass, initial_reference, paris_method, ppg_step
 
 __all__ = ["LearningResult", "score_ascent", "markov_score_climbing", "fisher_score_functionals"]
 
@@ -103,7 +103,7 @@ def fisher_score_functionals(model_fn: Callable, theta):
     """
 
     def obs_term(th, x, y):
-        lg = model_fn(th).observation_log_prob(x, _fill_missing(y))
+        lg = model_fn(th).observation_log_prob(x, fill_missing(y))
         return jnp.where(is_missing(y), 0.0, lg)
 
     def initial_fn(x0, y0):
@@ -130,7 +130,7 @@ def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_s
     checks.count("num_backward", num_backward)
     check_inputs(Bootstrap(ssm0), observations, num_particles)
     gamma = _step_size_fn(step_size)
-    method = _paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))
+    method = paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))
     k_ref, k_run = jax.random.split(key)
     if reference is None:
         reference = initial_reference(k_ref, ssm0, observations, num_particles, num_backward=num_backward,
@@ -149,7 +149,7 @@ def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_s
             score, ref, _ = ppg_step(k, ssm, observations, ref, num_particles, additive_fn, initial_fn=initial_fn,
                                      num_backward=num_backward, backward=m)
         else:
-            _, lw, tau, *_ = _forward(k, ssm, Bootstrap(ssm), observations, num_particles, additive_fn=additive_fn,
+            _, lw, tau, *_ = forward_pass(k, ssm, Bootstrap(ssm), observations, num_particles, additive_fn=additive_fn,
                                       initial_fn=initial_fn, num_backward=num_backward, backward_method=m, lag=0)
             w = jax.nn.softmax(lw)
             score = jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=(0, 0)), tau)

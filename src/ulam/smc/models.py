@@ -54,6 +54,7 @@ __all__ = [
     "Auxiliary",
     "simulate",
     "is_missing",
+    "fill_missing",
 ]
 
 
@@ -76,9 +77,15 @@ def is_missing(y) -> jax.Array:
     return out
 
 
-def _fill_missing(y):
-    # Missing observations are replaced by zeros before they reach user code, so
-    # that a log-density never sees a NaN it could turn into a NaN gradient.
+def fill_missing(y):
+    """NaN entries of an observation (pytree) replaced by 0, so that user log-densities never see a
+    NaN they could turn into a NaN gradient (the missing step's potential is set to 1 separately).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> fill_missing(jnp.array([1.0, jnp.nan])).tolist()
+      [1.0, 0.0]
+    """
     return jax.tree_util.tree_map(
         lambda v: jnp.where(jnp.isnan(v), 0.0, v) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v, y
     )
@@ -199,7 +206,7 @@ class Bootstrap(NamedTuple):
 
     def _log_g(self, x, y):
         missing = is_missing(y)
-        lg = _nan_to_neg_inf(self.ssm.log_observation(x, _fill_missing(y)))
+        lg = _nan_to_neg_inf(self.ssm.log_observation(x, fill_missing(y)))
         return jnp.where(missing, jnp.zeros_like(lg), lg)
 
     auxiliary_log_weight = None
@@ -241,7 +248,7 @@ class Guided(NamedTuple):
 
     def initial(self, key, y, num):
         k1, k2 = jax.random.split(key)
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             xq = self.initial_proposal_sample(k1, yf, num)
         else:
@@ -250,7 +257,7 @@ class Guided(NamedTuple):
         return _where_tree(is_missing(y), xm, xq)
 
     def initial_log_potential(self, x, y):
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             lq = self.initial_proposal_log_prob(x, yf)
         else:
@@ -260,7 +267,7 @@ class Guided(NamedTuple):
 
     def transition(self, key, x_prev, y):
         k1, k2 = jax.random.split(key)
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             xq = self.proposal_sample(k1, x_prev, yf)
         else:
@@ -270,7 +277,7 @@ class Guided(NamedTuple):
         return _where_tree(is_missing(y), xm, xq)
 
     def log_potential(self, x_prev, x, y):
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             lq = self.proposal_log_prob(x_prev, x, yf)
         else:
@@ -321,7 +328,7 @@ class Auxiliary(NamedTuple):
 
     def auxiliary_log_weight(self, x_prev, y):
         batched = getattr(getattr(self.fk, "ssm", None), "batched", getattr(self.fk, "batched", False))
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         lw = self.log_eta(x_prev, yf) if batched else jax.vmap(self.log_eta, in_axes=(0, None))(x_prev, yf)
         lw = _nan_to_neg_inf(lw)
         return jnp.where(is_missing(y), jnp.zeros_like(lw), lw)
