@@ -177,3 +177,9 @@ def test_float_particle_count_is_refused(key):
 def test_negative_variance_lag_is_refused(key):
     with pytest.raises(ValueError, match=r"variance_lag: expected an integer >= 0, got -1"):
         run_filter(key, Bootstrap(SSM), Y, 10, variance_lag=-1)
+
+
+def test_runs_under_jit_with_closed_over_observations():
+    """Input checks must not turn a closed-over constant into a traced boolean (regression)."""
+    f = jax.jit(lambda k: run_filter(k, Bootstrap(SSM), Y, 16).log_likelihood.mean)
+    assert float(f(jax.random.key(0))) == float(run_filter(jax.random.key(0), Bootstrap(SSM), Y, 16).log_likelihood.mean)

@@ -630,7 +630,8 @@ def check_inputs(fk, observations, num_particles, threshold=None):
     if lengths.pop() < 1:
         raise ValueError("observations: the time axis is empty (T = 0)")
     for v in leaves:
-        if checks.is_concrete(v) and jnp.issubdtype(jnp.result_type(v), jnp.inexact) and bool(jnp.any(jnp.isinf(v))):
+        # NumPy, not jnp: under an outer jit even a closed-over constant becomes a tracer through jnp.
+        if checks.is_concrete(v) and jnp.issubdtype(jnp.result_type(v), jnp.inexact) and np.isinf(np.asarray(v)).any():
             raise ValueError(
                 checks.message(
                     "observations", "finite values or NaN (a missing observation)", "an infinite entry",
