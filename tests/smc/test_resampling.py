@@ -104,3 +104,23 @@ def test_unknown_scheme_lists_the_choices():
 
     with pytest.raises(ValueError, match=r"resampling: expected one of .*'ssp', got 'stratfied'; did you mean 'stratified'"):
         get_resampler("stratfied")
+
+
+@pytest.mark.parametrize("n", [3, 257, 4096])
+def test_systematic_counting_search_equals_searchsorted(n):
+    """The O(N) systematic resampler returns exactly the searchsorted ancestors (zero weights included)."""
+    from ulam.smc.resampling import _cdf_w, systematic_search
+
+    def by_search(cdf, u, num):
+        uniforms = (jnp.arange(num, dtype=cdf.dtype) + u) / num
+        return jnp.minimum(jnp.searchsorted(cdf, uniforms, side="right"), cdf.shape[0] - 1)
+
+    rng = np.random.default_rng(n)
+    f = jax.jit(lambda cdf, u: (systematic_search(cdf, u, n), by_search(cdf, u, n)))
+    for trial in range(20):
+        logits = rng.standard_normal(n) * [0.1, 1.0, 5.0, 30.0][trial % 4]
+        if trial % 2:
+            logits[rng.random(n) < 0.5] = -np.inf
+        cdf = _cdf_w(jax.nn.softmax(jnp.asarray(logits, jnp.float32)))
+        a, b = f(cdf, jnp.float32(rng.random()))
+        np.testing.assert_array_equal(a, b)
