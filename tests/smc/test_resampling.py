@@ -108,7 +108,8 @@ def test_unknown_scheme_lists_the_choices():
 
 @pytest.mark.parametrize("n", [3, 257, 4096])
 def test_systematic_counting_search_equals_searchsorted(n):
-    """The O(N) systematic resampler returns exactly the searchsorted ancestors (zero weights included)."""
+    """The O(N) systematic resampler returns the searchsorted ancestors (zero weights included), except
+    where a uniform ties a cumulative weight to within rounding (XLA may round (j+u)/num one ulp apart)."""
     from ulam.smc.resampling import _cdf_w, systematic_search
 
     def by_search(cdf, u, num):
@@ -122,5 +123,13 @@ def test_systematic_counting_search_equals_searchsorted(n):
         if trial % 2:
             logits[rng.random(n) < 0.5] = -np.inf
         cdf = _cdf_w(jax.nn.softmax(jnp.asarray(logits, jnp.float32)))
-        a, b = f(cdf, jnp.float32(rng.random()))
-        np.testing.assert_array_equal(a, b)
+        u = jnp.float32(rng.random())
+        a, b = map(np.asarray, f(cdf, u))
+        bad = np.flatnonzero(a != b)
+        assert bad.size <= max(1, n // 10000)
+        uniforms = (np.arange(n, dtype=np.float32) + np.float32(u)) / np.float32(n)
+        c = np.asarray(cdf)
+        for j in bad:  # a mismatch is a tie: the uniform sits within 2 ulp of a cumulative weight between the two answers
+            lo, hi = sorted((a[j], b[j]))
+            near = np.abs(c[max(lo - 1, 0):hi + 1] - uniforms[j]) <= 2 * np.spacing(uniforms[j])
+            assert near.any()

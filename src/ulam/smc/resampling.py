@@ -156,11 +156,14 @@ def _systematic_w(key, w, num):
 def systematic_search(cdf: jax.Array, u: jax.Array, num: int) -> jax.Array:
     r"""Ancestors :math:`a_j = \#\{i: c_i \le (j+u)/\text{num}\}` (capped at ``N-1``) for all ``j``, in :math:`O(N + \text{num})`.
 
-    The same comparisons as ``searchsorted(cdf, (arange(num) + u) / num, side="right")`` (bit for
-    bit: each particle's count :math:`D_i = \#\{j: (j+u)/\text{num} < c_i\}` is estimated as
-    :math:`\lceil \text{num}\,c_i - u\rceil` and corrected against the uniforms computed exactly
-    as the search would), but without the search's :math:`\log_2 N` passes of random gathers:
-    one scatter-add of the :math:`D_i` and one cumulative sum give :math:`a_j = \#\{i: D_i \le j\}`.
+    The result of ``searchsorted(cdf, (arange(num) + u) / num, side="right")`` without the search's
+    :math:`\log_2 N` passes of random gathers: each particle's count
+    :math:`D_i = \#\{j: (j+u)/\text{num} < c_i\}` is estimated as :math:`\lceil \text{num}\,c_i - u\rceil`
+    and corrected against the uniforms themselves, then one scatter-add of the :math:`D_i` and one
+    cumulative sum give :math:`a_j = \#\{i: D_i \le j\}`. It is systematic resampling exactly in law;
+    against the search it differs only where a uniform and a cumulative weight agree to the last
+    bit, where XLA may round :math:`(j+u)/\text{num}` one ulp apart in the two programs (measured:
+    about one ancestor in :math:`10^5` at :math:`N = 10^5`, in a third of the draws).
 
     Example:
       >>> import jax.numpy as jnp
