@@ -132,7 +132,7 @@ def test_all_weights_zero_names_the_step(key):
 
 
 def test_too_few_particles(key):
-    with pytest.raises(ValueError, match=r"num_particles.*N >= 2"):
+    with pytest.raises(ValueError, match=r"num_particles: expected an integer >= 2, got 1"):
         run_filter(key, Bootstrap(SSM), Y, 1)
 
 
@@ -147,3 +147,39 @@ def test_wrong_observation_shape(key):
         run_filter(key, Bootstrap(SSM), jnp.stack([Y, Y], 1), 10)
     with pytest.raises(ValueError, match=r"observations"):
         run_filter(key, Bootstrap(SSM), jnp.asarray(1.0), 10)
+
+
+def test_int_key_is_refused():
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key, got the int 0; pass jax.random.key"):
+        run_filter(0, Bootstrap(SSM), Y, 10)
+
+
+def test_legacy_key_is_accepted():
+    out = run_filter(jax.random.PRNGKey(0), Bootstrap(SSM), Y, 10)
+    assert np.isfinite(float(out.log_likelihood.mean))
+
+
+def test_infinite_observation_is_refused(key):
+    with pytest.raises(ValueError, match=r"observations: expected finite values or NaN \(a missing observation\)"):
+        run_filter(key, Bootstrap(SSM), Y.at[3].set(jnp.inf), 10)
+
+
+def test_misspelt_resampling_lists_the_schemes(key):
+    with pytest.raises(ValueError, match=r"resampling: expected one of 'multinomial', .*did you mean 'systematic'"):
+        run_filter(key, Bootstrap(SSM), Y, 10, resampling="sytematic")
+
+
+def test_float_particle_count_is_refused(key):
+    with pytest.raises(TypeError, match=r"num_particles: expected an integer, got float 100.0"):
+        run_filter(key, Bootstrap(SSM), Y, 100.0)
+
+
+def test_negative_variance_lag_is_refused(key):
+    with pytest.raises(ValueError, match=r"variance_lag: expected an integer >= 0, got -1"):
+        run_filter(key, Bootstrap(SSM), Y, 10, variance_lag=-1)
+
+
+def test_runs_under_jit_with_closed_over_observations():
+    """Input checks must not turn a closed-over constant into a traced boolean (regression)."""
+    f = jax.jit(lambda k: run_filter(k, Bootstrap(SSM), Y, 16).log_likelihood.mean)
+    assert float(f(jax.random.key(0))) == float(run_filter(jax.random.key(0), Bootstrap(SSM), Y, 16).log_likelihood.mean)

@@ -93,5 +93,43 @@ def test_threshold_outside_unit_interval_is_refused(key, threshold):
 
 
 def test_bad_num_is_refused(key):
-    with pytest.raises(ValueError, match="num"):
+    with pytest.raises(ValueError, match="num: expected an integer >= 1, got 0"):
         RESAMPLERS["systematic"](key, jnp.zeros(4), 0)
+    with pytest.raises(TypeError, match="num: expected an integer, got float 4.0"):
+        RESAMPLERS["multinomial"](key, jnp.zeros(4), 4.0)
+
+
+def test_unknown_scheme_lists_the_choices():
+    from ulam.smc import get_resampler
+
+    with pytest.raises(ValueError, match=r"resampling: expected one of .*'ssp', got 'stratfied'; did you mean 'stratified'"):
+        get_resampler("stratfied")
+
+
+@pytest.mark.parametrize("n", [3, 257, 4096])
+def test_systematic_counting_search_equals_searchsorted(n):
+    """The O(N) systematic resampler returns the searchsorted ancestors (zero weights included), except
+    where a uniform ties a cumulative weight to within rounding (XLA may round (j+u)/num one ulp apart)."""
+    from ulam.smc.resampling import _cdf_w, systematic_search
+
+    def by_search(cdf, u, num):
+        uniforms = (jnp.arange(num, dtype=cdf.dtype) + u) / num
+        return jnp.minimum(jnp.searchsorted(cdf, uniforms, side="right"), cdf.shape[0] - 1)
+
+    rng = np.random.default_rng(n)
+    f = jax.jit(lambda cdf, u: (systematic_search(cdf, u, n), by_search(cdf, u, n)))
+    for trial in range(20):
+        logits = rng.standard_normal(n) * [0.1, 1.0, 5.0, 30.0][trial % 4]
+        if trial % 2:
+            logits[rng.random(n) < 0.5] = -np.inf
+        cdf = _cdf_w(jax.nn.softmax(jnp.asarray(logits, jnp.float32)))
+        u = jnp.float32(rng.random())
+        a, b = map(np.asarray, f(cdf, u))
+        bad = np.flatnonzero(a != b)
+        assert bad.size <= max(1, n // 10000)
+        uniforms = (np.arange(n, dtype=np.float32) + np.float32(u)) / np.float32(n)
+        c = np.asarray(cdf)
+        for j in bad:  # a mismatch is a tie: the uniform sits within 2 ulp of a cumulative weight between the two answers
+            lo, hi = sorted((a[j], b[j]))
+            near = np.abs(c[max(lo - 1, 0):hi + 1] - uniforms[j]) <= 2 * np.spacing(uniforms[j])
+            assert near.any()

@@ -79,3 +79,22 @@ def test_paris_needs_transition_density(key):
     ssm = SSM._replace(transition_log_prob=None)
     with pytest.raises(ValueError, match="transition_log_prob"):
         paris(key, ssm, Y, 10, product)
+
+
+def test_paris_family_bad_inputs(key):
+    from ulam.smc import conditional_smc, particle_gibbs, ppg
+
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key"):
+        paris(3, SSM, Y, 10, product)
+    with pytest.raises(ValueError, match=r"num_backward: expected an integer >= 1, got 0"):
+        paris(key, SSM, Y, 10, product, num_backward=0)
+    with pytest.raises(ValueError, match=r"num_replicates: expected an integer >= 1, got 0"):
+        paris(key, SSM, Y, 10, product, num_replicates=0)
+    with pytest.raises(ValueError, match=r"method: expected one of 'auto', .*did you mean 'exact'"):
+        paris(key, SSM, Y, 10, product, backward="exakt")
+    with pytest.raises(ValueError, match=r"burn_in: expected an integer < num_iterations = 3, got 3"):
+        ppg(key, SSM, Y, 10, product, num_iterations=3, burn_in=3)
+    with pytest.raises(ValueError, match=r"sampler: expected one of 'genealogy', 'ancestor', 'backward'"):
+        conditional_smc(key, SSM, Y, Y, 10, sampler="gibbs")
+    with pytest.raises(ValueError, match=r"num_iterations: expected an integer >= 1, got 0"):
+        particle_gibbs(key, SSM, Y, 10, 0)

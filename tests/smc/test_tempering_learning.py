@@ -88,3 +88,14 @@ def test_score_ascent_approaches_the_mle():
     tail = out.params[-50:].mean()
     assert abs(float(tail) - mle) < 0.08, (float(tail), mle)
     assert abs(float(tail) - mle) < 0.5 * abs(0.5 - mle)
+
+
+def test_learning_bad_inputs(key):
+    with pytest.raises(ValueError, match=r"estimator: expected one of 'ppg', 'paris', got 'pariss'; did you mean 'paris'"):
+        score_ascent(key, _model, 0.5, Y, 16, num_steps=2, estimator="pariss")
+    with pytest.raises(ValueError, match=r"num_steps: expected an integer >= 1, got 0"):
+        score_ascent(key, _model, 0.5, Y, 16, num_steps=0)
+    with pytest.raises(ValueError, match=r"step_size: expected a finite number > 0, got -0.1"):
+        score_ascent(key, _model, 0.5, Y, 16, num_steps=2, step_size=-0.1)
+    with pytest.raises(TypeError, match=r"key: expected a jax.random key"):
+        tempered_smc(1, log_prior, log_lik, jnp.zeros((10, 2)))

@@ -50,18 +50,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
 from ulam.estimate import Estimate
 from ulam.smc.filtering import ParticleHistory
 from ulam.smc.models import StateSpaceModel
 
-__all__ = ["backward_indices", "backward_sample", "smoothing_expectation"]
+__all__ = [
+    "backward_indices",
+    "backward_sample",
+    "smoothing_expectation",
+    "resolve_method",
+    "take_particles",
+    "AUTO_EXACT_BELOW",
+    "BACKWARD_METHODS",
+]
 
 _EXACT_CHUNK = 256
+BACKWARD_METHODS = ("auto", "exact", "rejection", "mcmc", "hybrid")
 # Below this many particles the O(N^2) exact backward kernel is cheaper than rejection.
-_AUTO_EXACT_BELOW = 256
+AUTO_EXACT_BELOW = 256
 
 
-def _take(x, idx):
+def take_particles(x, idx):
     return jax.tree_util.tree_map(lambda v: jnp.take(v, idx, axis=0), x)
 
 
@@ -110,7 +120,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
             k, k1, k2 = jax.random.split(k, 3)
             proposal = jnp.searchsorted(cdf, jax.random.uniform(k1, (size,)), side="right").astype(jnp.int32)
             proposal = jnp.minimum(proposal, n - 1)
-            log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), lane_targets)) - bound
+            log_accept = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), lane_targets)) - bound
             new = ~done & (jnp.log(jax.random.uniform(k2, (size,))) < log_accept)
             return jnp.where(new, proposal, out), done | new, trial + 1, k
 
@@ -129,7 +139,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
         valid = lanes < m
         safe = jnp.where(valid, lanes, 0)
         sub_out, sub_done = attempts(
-            keys[1 + stage], _take(targets, safe), jnp.zeros((size,), jnp.int32), ~valid, trials
+            keys[1 + stage], take_particles(targets, safe), jnp.zeros((size,), jnp.int32), ~valid, trials
         )
         write = jnp.where(valid & sub_done, lanes, m)
         out = out.at[write].set(sub_out, mode="drop")
@@ -144,7 +154,7 @@ def _rejection(key, ssm, log_w, x_prev, targets, max_trials, fallback_chunk):
         k, k1 = jax.random.split(k)
         (pending,) = jnp.nonzero(~done, size=_fallback_size(m, fallback_chunk), fill_value=m)
         valid = pending < m
-        draws = _exact(k1, ssm, log_w, x_prev, _take(targets, jnp.where(valid, pending, 0)))
+        draws = _exact(k1, ssm, log_w, x_prev, take_particles(targets, jnp.where(valid, pending, 0)))
         write = jnp.where(valid, pending, m)
         return out.at[write].set(draws, mode="drop"), done.at[write].set(True, mode="drop"), k
 
@@ -167,11 +177,11 @@ def _independent_mh(key, ssm, cdf, x_prev, targets, start, num_steps):
     """``num_steps`` independent-MH moves per lane from ``start`` (Dau & Chopin 2023), proposals ~ W."""
     m = start.shape[0]
     cur = start.astype(jnp.int32)
-    log_cur = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, cur), targets))
+    log_cur = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, cur), targets))
     for k in jax.random.split(key, num_steps):  # small static k: unrolled, no loop overhead
         k1, k2 = jax.random.split(k)
         proposal = _draw_from_cdf(k1, cdf, m)
-        log_prop = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets))
+        log_prop = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), targets))
         # Independent MH with proposal W: the W factors cancel, leaving m(x^J', x)/m(x^J, x).
         # A start of zero density (-inf) accepts any finite proposal (inf > log u).
         accept = jnp.log(jax.random.uniform(k2, (m,))) < log_prop - log_cur
@@ -191,7 +201,7 @@ def _hybrid(key, ssm, log_w, x_prev, targets, start, trials, num_steps):
     for k in jax.random.split(k_rej, trials):
         k1, k2 = jax.random.split(k)
         proposal = _draw_from_cdf(k1, cdf, m)
-        log_accept = _nan_to_neg_inf(ssm.log_transition(_take(x_prev, proposal), targets)) - bound
+        log_accept = _nan_to_neg_inf(ssm.log_transition(take_particles(x_prev, proposal), targets)) - bound
         new = ~done & (jnp.log(jax.random.uniform(k2, (m,))) < log_accept)
         out = jnp.where(new, proposal, out)
         done = done | new
@@ -238,8 +248,19 @@ def backward_indices(
 
     Returns:
       ``(M,)`` int32 indices into ``particles``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import backward_indices
+      >>> x = jnp.linspace(-1.0, 1.0, 8)
+      >>> backward_indices(jax.random.key(1), ssm, jnp.zeros(8), x, x[:3], method="exact").shape
+      (3,)
     """
-    method = _resolve(ssm, method, log_weights.shape[0])
+    method = resolve_method(ssm, method, log_weights.shape[0])
     if method == "exact":
         return _exact(key, ssm, log_weights, particles, targets)
     if method in ("mcmc", "hybrid"):
@@ -249,18 +270,16 @@ def backward_indices(
                 f"start: method={method!r} needs one start index per target, shape ({m},) (e.g. the targets' "
                 f"ancestors); got {None if start is None else jnp.shape(start)}"
             )
-        if not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
-            raise ValueError(f"num_mcmc_steps: expected an int >= 1, got {num_mcmc_steps!r}")
+        checks.count("num_mcmc_steps", num_mcmc_steps)
         if method == "mcmc":
             return _independent_mh(key, ssm, _weights_cdf(log_weights), particles, targets, start, num_mcmc_steps)
         return _hybrid(key, ssm, log_weights, particles, targets, start, hybrid_trials, num_mcmc_steps)
     return _rejection(key, ssm, log_weights, particles, targets, max_trials, fallback_chunk)
 
 
-def _resolve(ssm, method, num_particles=None):
-    num_particles = _AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
-    if method not in ("auto", "exact", "rejection", "mcmc", "hybrid"):
-        raise ValueError(f"method: expected 'auto', 'exact', 'rejection', 'mcmc' or 'hybrid', got {method!r}")
+def resolve_method(ssm, method, num_particles=None):
+    num_particles = AUTO_EXACT_BELOW + 1 if num_particles is None else num_particles
+    checks.one_of("method", method, BACKWARD_METHODS)
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: backward sampling needs the transition density")
     if method in ("rejection", "hybrid") and ssm.transition_log_bound is None:
@@ -269,7 +288,7 @@ def _resolve(ssm, method, num_particles=None):
             "give one or use method='exact' or 'mcmc'"
         )
     if method == "auto":
-        return "rejection" if ssm.transition_log_bound is not None and num_particles > _AUTO_EXACT_BELOW else "exact"
+        return "rejection" if ssm.transition_log_bound is not None and num_particles > AUTO_EXACT_BELOW else "exact"
     return method
 
 
@@ -292,15 +311,26 @@ def backward_sample(
     2023), exact in law for a bootstrap filter that resampled at every step
     (``ess_threshold=1``), a few MH moves from a slightly-off start otherwise (see module doc).
     Returns a pytree with leaves ``(num_trajectories, T, ...)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter, backward_sample
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16, keep_history=True)
+      >>> backward_sample(jax.random.key(2), ssm, out.history, 5).shape
+      (5, 8)
     """
-    if not isinstance(num_trajectories, int) or num_trajectories < 1:
-        raise ValueError(f"num_trajectories: expected a positive int, got {num_trajectories!r}")
-    method = _resolve(ssm, method, history.log_weights.shape[1])
+    checks.prng_key(key)
+    checks.count("num_trajectories", num_trajectories)
+    method = resolve_method(ssm, method, history.log_weights.shape[1])
     xs, lws, ancestors = history.particles, history.log_weights, history.ancestors
     num_steps = lws.shape[0]
     k_last, k_rest = jax.random.split(key)
     last = jax.random.categorical(k_last, lws[-1], shape=(num_trajectories,)).astype(jnp.int32)
-    x_last = _take(_at(xs, num_steps - 1), last)
+    x_last = take_particles(_at(xs, num_steps - 1), last)
 
     def step(carry, inputs):
         x_next, b_next = carry
@@ -310,7 +340,7 @@ def backward_sample(
             k, ssm, lw_t, x_t, x_next, method=method, max_trials=max_trials,
             start=ancestors[t + 1][b_next], num_mcmc_steps=num_mcmc_steps,
         )
-        x_new = _take(x_t, idx)
+        x_new = take_particles(x_t, idx)
         return (x_new, idx), x_new
 
     ts = jnp.arange(num_steps - 2, -1, -1)
@@ -329,6 +359,13 @@ def smoothing_expectation(paths, fn=lambda path: path) -> Estimate:
 
     The paths are conditionally independent given the particle system, so the
     standard error covers the backward-sampling noise, not the forward filter's.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import smoothing_expectation
+      >>> est = smoothing_expectation(jnp.array([[0.0, 1.0], [2.0, 3.0]]), lambda p: p[0])
+      >>> float(est.mean)
+      1.0
     """
     values = jax.vmap(fn)(paths)
     return Estimate.from_samples(values)

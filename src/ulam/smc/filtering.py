@@ -50,10 +50,13 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
+from ulam import checks
 from ulam.estimate import Estimate
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
 from ulam.smc.resampling import get_resampler, resampler_from_weights
 
 __all__ = [
@@ -66,6 +69,18 @@ __all__ = [
     "propagate",
     "Propagated",
     "normalize",
+    "forward_scan",
+    "ScanResult",
+    "StepView",
+    "concat_first",
+    "lag_ancestors",
+    "EssCollector",
+    "EveCollector",
+    "LagCollector",
+    "HistoryCollector",
+    "MomentsCollector",
+    "sanitize_log_weights",
+    "check_inputs",
 ]
 
 
@@ -77,27 +92,55 @@ class ParticleHistory(NamedTuple):
       log_weights: ``(T, N)`` normalized filtering log-weights :math:`\\log W_t^i` at each time.
       ancestors: ``(T, N)``: ``ancestors[t, i]`` is the index at time ``t-1`` of
         the parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter
+      >>> h = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16, keep_history=True).history
+      >>> h.log_weights.shape, h.ancestors.shape
+      ((8, 16), (8, 16))
     """
 
     particles: Any
     log_weights: jax.Array
     ancestors: jax.Array
 
+    def __repr__(self) -> str:
+        T, N = self.log_weights.shape
+        return result_repr("ParticleHistory", {"steps x particles": f"{T} x {N}", "particles": describe_array(self.particles)})
+
 
 class FilterResult(NamedTuple):
-    """What :func:`run_filter` returns.
+    """What :func:`run_filter` returns; ``print`` shows a short summary, ``.summary()`` a table.
 
     Attributes:
-      log_likelihood: :class:`~ulam.Estimate` of :math:`\\log p(y_{0:T-1})`; ``info``
-        holds ``relative_variance`` (Lee–Whiteley estimate of :math:`\\mathrm{Var}(\\hat L)/\\hat L^2`),
-        ``num_resampling`` and ``degenerate_step`` (first step whose weights were all
-        zero, -1 if none).
-      filtering_mean: :class:`~ulam.Estimate` with leaves of shape ``(T, ...)``.
+      log_likelihood: :class:`~ulam.Estimate` of :math:`\\log p(y_{0:T-1})` with the Lee–Whiteley
+        standard error and ``ess=None`` (an ESS has no meaning for it); ``info`` holds
+        ``relative_variance`` (shape ``()``: the Lee–Whiteley estimate of
+        :math:`\\mathrm{Var}(\\hat L)/\\hat L^2`), ``num_resampling`` (``()`` int: resampling
+        events) and ``degenerate_step`` (``()`` int: first step whose weights were all zero, -1 if none).
+      filtering_mean: :class:`~ulam.Estimate` with leaves of shape ``(T, ...)`` (Olsson–Douc
+        standard errors, ``ess=None``).
       ess: ``(T,)`` effective sample size of the filtering weights at each step.
       resampled: ``(T,)`` whether step ``t`` resampled before moving (``False`` at 0).
       log_likelihood_increments: ``(T,)`` :math:`\\log \\hat p(y_t\\mid y_{0:t-1})`.
       particles, log_weights: the final particle system.
       history: a :class:`ParticleHistory`, when asked for with ``keep_history=True``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 16)
+      >>> out.ess.shape, out.log_likelihood.ess is None
+      ((8,), True)
     """
 
     log_likelihood: Estimate
@@ -108,6 +151,32 @@ class FilterResult(NamedTuple):
     particles: Any
     log_weights: jax.Array
     history: Optional[ParticleHistory]
+
+    def __repr__(self) -> str:
+        T = self.ess.shape[-1]
+        N = self.log_weights.shape[-1]
+        fields = {
+            "log_likelihood": describe_estimate(self.log_likelihood),
+            "steps x particles": f"{T} x {N}",
+            "ess": describe_array(self.ess),
+            "resampled steps": describe_array(jnp.sum(self.resampled, -1)),
+            "filtering_mean": describe_estimate(self.filtering_mean),
+            "history": "kept" if self.history is not None else "not kept (keep_history=False)",
+        }
+        return result_repr("FilterResult", fields)
+
+    def summary(self, plain: bool = False):
+        """One row per scalar quantity: log-likelihood, its standard error, ESS range, resampling count."""
+        ll = self.log_likelihood
+        ess = np.asarray(self.ess, dtype=float)
+        rows = [
+            {"quantity": "log_likelihood", "value": float(np.mean(ll.mean)), "stderr": float(np.mean(ll.stderr))},
+            {"quantity": "relative_variance", "value": float(np.mean(ll.info["relative_variance"])), "stderr": None},
+            {"quantity": "min ess", "value": float(ess.min()), "stderr": None},
+            {"quantity": "median ess", "value": float(np.median(ess)), "stderr": None},
+            {"quantity": "resampling events", "value": float(np.mean(ll.info["num_resampling"])), "stderr": None},
+        ]
+        return table(rows, plain=plain)
 
 
 def _tree_take(x, idx):
@@ -120,6 +189,13 @@ def weighted_mean_and_se(log_weights, values, groups):
     ``groups[i]`` is the Eve (or lagged ancestor) index of particle ``i``;
     :math:`\widehat{\mathrm{se}}^2 = \sum_e (\sum_{i:\,g_i = e} W^i(\varphi^i-\bar\varphi))^2`
     (Chan & Lai 2013; Olsson & Douc 2019). ``values`` is a pytree with leading axis ``N``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import weighted_mean_and_se
+      >>> m, se = weighted_mean_and_se(jnp.zeros(4), jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.arange(4))
+      >>> float(m)
+      2.5
     """
     return _weighted_mean_and_se_w(jax.nn.softmax(log_weights), values, groups)
 
@@ -149,7 +225,15 @@ class Propagated(NamedTuple):
 
 
 def normalize(log_weights) -> tuple:
-    """``(log W, W, log sum exp)`` with one exponential pass; all ``-inf`` gives uniform weights and ``-inf``."""
+    """``(log W, W, log sum exp)`` with one exponential pass; all ``-inf`` gives uniform weights and ``-inf``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc.filtering import normalize
+      >>> log_w, w, lse = normalize(jnp.log(jnp.array([1.0, 3.0])))
+      >>> [round(v, 4) for v in w.tolist()], round(float(lse), 4)
+      ([0.25, 0.75], 1.3863)
+    """
     n = log_weights.shape[0]
     top = jnp.max(log_weights)
     safe_top = jnp.where(jnp.isfinite(top), top, 0.0)
@@ -206,84 +290,248 @@ def propagate(
     return Propagated(a, do, x_prev, x_new, log_w_new, w_new, inc, inc == -jnp.inf)
 
 
-def _lag_ancestors(buf, t, lag, idx):
-    """Compose the last ``lag`` ancestor maps (a ring buffer written at ``t % lag``), newest first."""
+def lag_ancestors(buf, t, lag, idx):
+    """Compose the last ``lag`` ancestor maps (a ring buffer written at ``t % lag``), newest first.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> buf = jnp.array([[1, 1, 0], [2, 0, 0]])  # maps written at t = 0 (slot 0) and t = 1 (slot 1)
+      >>> lag_ancestors(buf, 1, 2, jnp.arange(3)).tolist()  # particle i's ancestor at t = -1
+      [0, 1, 1]
+    """
     enoch = idx
     for j in range(lag):
         enoch = buf[(t - j) % lag][enoch]
     return enoch
 
 
-def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
+class StepView(NamedTuple):
+    """What a collector sees at step ``t >= 1`` of :func:`forward_scan`.
+
+    ``previous_particles``/``previous_log_weights`` are :math:`x_{t-1}`, :math:`\\log W_{t-1}`
+    (before resampling); ``step`` is the :class:`Propagated` step (its particles and weights are
+    :math:`x_t`, :math:`W_t`); ``keys`` the step's keys beyond the resampling and move keys;
+    ``reference_ancestor`` the reference particle's exact backward-kernel ancestor in a
+    conditional step that drew one, else ``None``.
+    """
+
+    t: jax.Array
+    y: Any
+    keys: tuple
+    previous_particles: Any
+    previous_log_weights: jax.Array
+    step: Propagated
+    reference_ancestor: Any = None
+
+
+class ScanResult(NamedTuple):
+    """What :func:`forward_scan` returns: the final particle system, the log-likelihood pieces,
+    and per collector its final state, its time-0 output and its stacked per-step outputs."""
+
+    particles: Any
+    log_weights: jax.Array
+    increments: jax.Array  # (T,) log p_hat(y_t | y_{0:t-1})
+    resampled: jax.Array  # (T,) bool, False at t = 0
+    num_resampling: jax.Array  # () int32
+    degenerate_step: jax.Array  # () int32, -1 if none
+    states: tuple
+    first: tuple
+    outputs: tuple
+
+
+def forward_scan(
+    key, fk, observations, num_particles, collectors=(), *, resample, threshold, num_step_keys=2,
+    split_initial_key=True, step_fn=None, initial_fn=None,
+) -> ScanResult:
+    r"""The one forward pass of every particle algorithm here: one ``lax.scan`` of :func:`propagate`.
+
+    Everything an algorithm computes from the particle system is a *collector* (the design of
+    Chopin's ``particles``: the SMC step runs once; moments, genealogy, history, smoothing
+    statistics observe it). A collector has ``init(x0, log_w0, w0, y0) -> (state, first_output)``
+    and ``update(state, view: StepView) -> (state, output)``; outputs are stacked over
+    ``t = 1..T-1``. ``step_fn(fk, keys, x, log_w, w, y, t) -> (Propagated, reference_ancestor)``
+    replaces the plain step (conditional SMC); ``initial_fn(x0) -> x0`` edits the time-0
+    particles. Each step key is split into ``num_step_keys`` keys: resampling, move, then the
+    collectors' (``view.keys``). The log-likelihood is ``jnp.sum(increments)``.
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, Bootstrap
+      >>> from ulam.smc.resampling import resampler_from_weights
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> out = forward_scan(jax.random.key(1), Bootstrap(ssm), y, 16, [EssCollector()],
+      ...                    resample=resampler_from_weights("systematic"), threshold=0.5)
+      >>> out.increments.shape, out.outputs[0].shape
+      ((8,), (7,))
+    """
     n = num_particles
-    resample = resampler_from_weights(scheme)
-    if mean_fn is not _identity:
-        mean_fn = jax.vmap(mean_fn)
+    collectors = tuple(collectors)
     num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
     y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
     rest = jax.tree_util.tree_map(lambda v: v[1:], observations)
     keys = jax.random.split(key, num_steps)
-    x0 = fk.initial(jax.random.split(keys[0])[0], y0, n)
-    lw0_raw = _sanitize(fk.initial_log_potential(x0, y0))
-    lw0, w0, lse0 = normalize(lw0_raw)
+    x0 = fk.initial(jax.random.split(keys[0])[0] if split_initial_key else keys[0], y0, n)
+    if initial_fn is not None:
+        x0 = initial_fn(x0)
+    lw0, w0, lse0 = normalize(_sanitize(fk.initial_log_potential(x0, y0)))
     inc0 = lse0 - math.log(n)
-    idx = jnp.arange(n, dtype=jnp.int32)
-    track_lag = filtering_stderr and lag > 0
-    buf0 = jnp.tile(idx, (lag, 1)) if track_lag else jnp.zeros((0, n), jnp.int32)
-    dtype = lw0.dtype
+    inits = [c.init(x0, lw0, w0, y0) for c in collectors]
+    states0 = tuple(i[0] for i in inits)
+    first = tuple(i[1] for i in inits)
 
-    def mean_and_se(w, x, groups):
-        values = mean_fn(x)
-        if filtering_stderr:
+    def plain_step(fk_, ks, x, lw, w, y, t):
+        p = propagate(fk_, ks[0], ks[1], x, lw, w, y, resample=resample, threshold=threshold, num_particles=n)
+        return p, None
+
+    one_step = plain_step if step_fn is None else step_fn
+
+    def step(carry, inputs):
+        x, lw, w, num_res, first_bad, states = carry
+        t, k, y = inputs
+        ks = tuple(jax.random.split(k, num_step_keys))
+        p, ref_anc = one_step(fk, ks, x, lw, w, y, t)
+        first_bad = jnp.where((first_bad < 0) & p.all_zero, t, first_bad)
+        view = StepView(t, y, ks[2:], x, lw, p, ref_anc)
+        updated = [c.update(st, view) for c, st in zip(collectors, states)]
+        new_states = tuple(u[0] for u in updated)
+        outs = tuple(u[1] for u in updated)
+        new = (p.particles, p.log_weights, p.weights, num_res + p.resampled.astype(jnp.int32), first_bad, new_states)
+        return new, (p.log_increment, p.resampled, outs)
+
+    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
+    carry0 = (x0, lw0, w0, jnp.int32(0), first_bad0, states0)
+    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
+    (x, lw, _, num_res, first_bad, states), (incs, resampled, outs) = lax.scan(step, carry0, (ts, keys[1:], rest))
+    incs = _cat(inc0, incs)
+    resampled = _cat(jnp.asarray(False), resampled)
+    return ScanResult(x, lw, incs, resampled, num_res, first_bad, states, first, outs)
+
+
+def _cat(a, b):
+    return jnp.concatenate([jnp.asarray(a)[None], b], axis=0)
+
+
+def concat_first(first, outputs):
+    """Put a collector's time-0 output in front of its stacked outputs (pytrees), giving leading axis T."""
+    return jax.tree_util.tree_map(_cat, first, outputs)
+
+
+class EssCollector(NamedTuple):
+    """Collector: Kong's ESS :math:`1/\\sum_i (W_t^i)^2` of the filtering weights at every step."""
+
+    def init(self, x0, log_w0, w0, y0):
+        return (), 1.0 / jnp.sum(w0**2)
+
+    def update(self, state, view):
+        return state, 1.0 / jnp.sum(view.step.weights**2)
+
+
+class EveCollector(NamedTuple):
+    """Collector: the Eve (time-0 ancestor) index of every particle, for the Lee–Whiteley variance."""
+
+    num_particles: int
+
+    def init(self, x0, log_w0, w0, y0):
+        return jnp.arange(self.num_particles, dtype=jnp.int32), None
+
+    def update(self, eve, view):
+        return eve[view.step.ancestors], None
+
+
+class LagCollector(NamedTuple):
+    """Collector: the last ``lag`` ancestor maps (ring buffer); :func:`lag_ancestors` composes them."""
+
+    num_particles: int
+    lag: int
+
+    def init(self, x0, log_w0, w0, y0):
+        idx = jnp.arange(self.num_particles, dtype=jnp.int32)
+        return (jnp.tile(idx, (self.lag, 1)) if self.lag > 0 else jnp.zeros((0, self.num_particles), jnp.int32)), None
+
+    def update(self, buf, view):
+        if self.lag > 0:
+            buf = lax.dynamic_update_index_in_dim(buf, view.step.ancestors, view.t % self.lag, 0)
+        return buf, None
+
+    def groups(self, buf, t):
+        """Each particle's ancestor ``lag`` steps before ``t``."""
+        return lag_ancestors(buf, t, self.lag, jnp.arange(self.num_particles, dtype=jnp.int32))
+
+
+class HistoryCollector(NamedTuple):
+    """Collector: the whole particle system (:class:`ParticleHistory` after :meth:`history`)."""
+
+    num_particles: int
+
+    def init(self, x0, log_w0, w0, y0):
+        return (), (x0, log_w0, jnp.arange(self.num_particles, dtype=jnp.int32))
+
+    def update(self, state, view):
+        return state, (view.step.particles, view.step.log_weights, view.step.ancestors)
+
+    @staticmethod
+    def history(first, outputs) -> ParticleHistory:
+        return ParticleHistory(*concat_first(first, outputs))
+
+
+class MomentsCollector(NamedTuple):
+    """Collector: filtering means :math:`\\sum_i W_t^i\\varphi(x_t^i)` with the Olsson–Douc lag-based
+    standard errors (NaN when ``stderr`` is False)."""
+
+    mean_fn: Callable
+    num_particles: int
+    lag: int
+    stderr: bool
+
+    def _lag(self):
+        return LagCollector(self.num_particles, self.lag if self.stderr else 0)
+
+    def _mean_and_se(self, w, x, groups):
+        values = self.mean_fn(x)
+        if self.stderr:
             return _weighted_mean_and_se_w(w, values, groups)
         mean = jax.tree_util.tree_map(lambda v: _wmean(w, v), values)
         return mean, jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), jnp.nan, jnp.result_type(m)), mean)
 
-    mean0, se0 = mean_and_se(w0, x0, idx)
+    def init(self, x0, log_w0, w0, y0):
+        buf, _ = self._lag().init(x0, log_w0, w0, y0)
+        return buf, self._mean_and_se(w0, x0, jnp.arange(self.num_particles, dtype=jnp.int32))
 
-    def step(carry, inputs):
-        x, lw, w, eve, buf, num_res, first_bad = carry
-        t, k, y = inputs
-        k_res, k_move = jax.random.split(k)
-        p = propagate(fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n)
-        first_bad = jnp.where((first_bad < 0) & p.all_zero, t, first_bad)
-        eve = eve[p.ancestors]
-        if track_lag:
-            buf = lax.dynamic_update_index_in_dim(buf, p.ancestors, t % lag, 0)
-            groups = _lag_ancestors(buf, t, lag, idx)
+    def update(self, buf, view):
+        lag = self._lag()
+        if lag.lag > 0:
+            buf, _ = lag.update(buf, view)
+            groups = lag.groups(buf, view.t)
         else:
-            groups = idx
-        mean, se = mean_and_se(p.weights, p.particles, groups)
-        out = (mean, se, 1.0 / jnp.sum(p.weights**2), p.resampled, p.log_increment)
-        if keep_history:
-            out = out + (p.particles, p.log_weights, p.ancestors)
-        new = (p.particles, p.log_weights, p.weights, eve, buf, num_res + p.resampled.astype(jnp.int32), first_bad)
-        return new, out
+            groups = jnp.arange(self.num_particles, dtype=jnp.int32)
+        return buf, self._mean_and_se(view.step.weights, view.step.particles, groups)
 
-    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
-    carry0 = (x0, lw0, w0, idx, buf0, jnp.int32(0), first_bad0)
-    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    (x, lw, _, eve, _, num_res, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
-    cat = lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], axis=0)  # noqa: E731
-    means = jax.tree_util.tree_map(cat, mean0, outs[0])
-    ses = jax.tree_util.tree_map(cat, se0, outs[1])
-    ess = cat(1.0 / jnp.sum(w0**2), outs[2])
-    resampled = cat(jnp.asarray(False), outs[3])
-    incs = cat(inc0, outs[4])
-    loglik = jnp.sum(incs)
-    se_log, rel_var = _lee_whiteley(lw, eve, num_res, n)
-    se_log = jnp.where(jnp.isfinite(loglik), se_log, jnp.nan)
-    info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": first_bad}
-    ll = Estimate(loglik, se_log, n, jnp.asarray(float(n), dtype), info)
-    fmean = Estimate(means, ses, n, jax.tree_util.tree_map(lambda m: jnp.full(m.shape[:1], float(n)), means))
-    history = None
+
+def _filter(key, fk, observations, num_particles, scheme, threshold, keep_history, mean_fn, lag, filtering_stderr):
+    n = num_particles
+    if mean_fn is not _identity:
+        mean_fn = jax.vmap(mean_fn)
+    collectors = [EveCollector(n), MomentsCollector(mean_fn, n, lag, filtering_stderr), EssCollector()]
     if keep_history:
-        history = ParticleHistory(
-            particles=jax.tree_util.tree_map(cat, x0, outs[5]),
-            log_weights=cat(lw0, outs[6]),
-            ancestors=cat(idx, outs[7]),
-        )
-    return FilterResult(ll, fmean, ess, resampled, incs, x, lw, history)
+        collectors.append(HistoryCollector(n))
+    out = forward_scan(
+        key, fk, observations, n, collectors, resample=resampler_from_weights(scheme), threshold=threshold
+    )
+    eve = out.states[0]
+    means, ses = concat_first(out.first[1], out.outputs[1])
+    ess = concat_first(out.first[2], out.outputs[2])
+    loglik = jnp.sum(out.increments)
+    num_res = out.num_resampling
+    se_log, rel_var = _lee_whiteley(out.log_weights, eve, num_res, n)
+    se_log = jnp.where(jnp.isfinite(loglik), se_log, jnp.nan)
+    info = {"relative_variance": rel_var, "num_resampling": num_res, "degenerate_step": out.degenerate_step}
+    ll = without_ess(Estimate(loglik, se_log, n, None, info))
+    fmean = without_ess(Estimate(means, ses, n))
+    history = HistoryCollector.history(out.first[3], out.outputs[3]) if keep_history else None
+    return FilterResult(
+        ll, fmean, ess, out.resampled, out.increments, out.particles, out.log_weights, history
+    )
 
 
 def _wmean(w, v):
@@ -309,8 +557,18 @@ def _weighted_mean_and_se_w(w, values, groups):
     )
 
 
-def _sanitize(lw):
+def sanitize_log_weights(lw):
+    """NaN log-weights become ``-inf`` (weight zero).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> sanitize_log_weights(jnp.array([0.0, jnp.nan])).tolist()
+      [0.0, -inf]
+    """
     return jnp.where(jnp.isnan(lw), -jnp.inf, lw)
+
+
+_sanitize = sanitize_log_weights
 
 
 @functools.lru_cache(maxsize=64)
@@ -335,15 +593,30 @@ def _identity(x):
 
 
 def check_inputs(fk, observations, num_particles, threshold=None):
-    """Shape/range checks shared by the filters and smoothers (raises ``ValueError``)."""
-    if not isinstance(num_particles, int) or isinstance(num_particles, bool):
-        raise TypeError(f"num_particles: expected a Python int, got {type(num_particles).__name__}")
-    if num_particles < 2:
-        raise ValueError(f"num_particles: need at least 2 particles (N >= 2), got {num_particles}")
-    if threshold is not None and not (0.0 < float(threshold) <= 1.0):
-        raise ValueError(
-            f"ess_threshold: must lie in (0, 1] (resample when ESS < threshold * N; 1 resamples every step), "
-            f"got {threshold}"
+    """Shape/range checks shared by the filters and smoothers (``ulam.checks`` vocabulary).
+
+    ``num_particles`` an integer >= 2; ``threshold`` (the ESS fraction) in (0, 1];
+    ``observations`` a pytree of arrays with one leading time axis, no infinite entry
+    (NaN marks a missing observation), shaped as the model expects.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap
+      >>> from ulam.smc.filtering import check_inputs
+      >>> check_inputs(Bootstrap(ssm), y, 1)
+      Traceback (most recent call last):
+      ...
+      ValueError: num_particles: expected an integer >= 2, got 1
+    """
+    checks.count("num_particles", num_particles, minimum=2)
+    if threshold is not None:
+        checks.in_interval(
+            "ess_threshold", threshold, 0.0, 1.0, low_open=True,
+            do="resample when ESS < threshold * N; 1 resamples at every step",
         )
     leaves = jax.tree_util.tree_leaves(observations)
     if not leaves:
@@ -356,6 +629,15 @@ def check_inputs(fk, observations, num_particles, threshold=None):
         )
     if lengths.pop() < 1:
         raise ValueError("observations: the time axis is empty (T = 0)")
+    for v in leaves:
+        # NumPy, not jnp: under an outer jit even a closed-over constant becomes a tracer through jnp.
+        if checks.is_concrete(v) and jnp.issubdtype(jnp.result_type(v), jnp.inexact) and np.isinf(np.asarray(v)).any():
+            raise ValueError(
+                checks.message(
+                    "observations", "finite values or NaN (a missing observation)", "an infinite entry",
+                    "replace it with NaN to mark it missing",
+                )
+            )
     ssm = getattr(fk, "ssm", None) or getattr(getattr(fk, "fk", None), "ssm", None)
     expected = getattr(ssm, "observation_shape", None)
     if expected is not None:
@@ -418,7 +700,12 @@ def check_filter_result(result: FilterResult) -> FilterResult:
 
 
 def raise_if_degenerate(step) -> None:
-    """Raise the all-weights-zero error for ``step >= 0`` (a concrete value; no-op under tracing)."""
+    """Raise the all-weights-zero error for ``step >= 0`` (a concrete value; no-op under tracing).
+
+    Example:
+      >>> from ulam.smc.filtering import raise_if_degenerate
+      >>> raise_if_degenerate(-1)  # no step with all weights zero: nothing happens
+    """
     if step is not None and _is_concrete(step) and int(step) >= 0:
         raise ValueError(
             f"all particle weights are zero (every log-potential is -inf or NaN) at time step {int(step)}; "
@@ -465,10 +752,22 @@ def run_filter(
 
     The call is jit-compiled and cached per model and settings; it also runs under
     ``jax.vmap``/``jax.jit`` (e.g. vmapped over parameters that the model closes over).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap, run_filter, kalman_filter
+      >>> out = run_filter(jax.random.key(1), Bootstrap(ssm), y, 256)
+      >>> ll = out.log_likelihood
+      >>> bool(abs(ll.mean - kalman_filter(lg, y).log_likelihood) < 5 * ll.stderr + 0.05)
+      True
     """
+    checks.prng_key(key)
     check_inputs(fk, observations, num_particles, ess_threshold)
-    if not isinstance(variance_lag, int) or variance_lag < 0:
-        raise ValueError(f"variance_lag: expected a non-negative int, got {variance_lag!r}")
+    checks.count("variance_lag", variance_lag, minimum=0)
     get_resampler(resampling)
     observations = jax.tree_util.tree_map(jnp.asarray, observations)
     try:

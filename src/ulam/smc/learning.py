@@ -37,22 +37,54 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from ulam import checks
+from ulam.smc.reporting import describe_array, result_repr, table
 from ulam.smc.filtering import check_inputs
-from ulam.smc.models import Bootstrap, _fill_missing, is_missing
-from ulam.smc.paris import _forward, _paris_method, initial_reference, ppg_step
+from ulam.smc.models import Bootstrap, fill_missing, is_missing
+from ulam.smc.paris import forward_pass, initial_reference, paris_method, ppg_step
 
 __all__ = ["LearningResult", "score_ascent", "markov_score_climbing", "fisher_score_functionals"]
 
 
 class LearningResult(NamedTuple):
-    """Learning trace: ``params`` after each update (leading axis ``num_steps``), ``scores``, final ``reference``."""
+    """Learning trace: ``params`` after each update (leaves ``(num_steps, ...)``), the estimated
+    ``scores`` (same shapes), ``final_params`` and the final PPG ``reference`` path (leaves ``(T, ...)``).
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, score_ascent
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> _, y = simulate(jax.random.key(0), model_fn(0.9), 8)
+      >>> r = score_ascent(jax.random.key(1), model_fn, 0.5, y, 8, num_steps=2)
+      >>> r.params.shape, r.scores.shape
+      ((2,), (2,))
+    """
 
     params: Any
     scores: Any
     final_params: Any
     reference: Any
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "LearningResult",
+            {
+                "steps": jax.tree_util.tree_leaves(self.params)[0].shape[0],
+                "final_params": describe_array(self.final_params),
+                "last score": describe_array(jax.tree_util.tree_map(lambda v: v[-1], self.scores)),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The final parameters and the last score, one row per entry."""
+        rows = []
+        for j, (p, sc) in enumerate(zip(jax.tree_util.tree_leaves(self.final_params), jax.tree_util.tree_leaves(self.scores))):
+            p, sc = np.asarray(p, dtype=float).ravel(), np.asarray(sc[-1], dtype=float).ravel()
+            rows += [{"param": f"{j}[{i}]", "final value": p[i], "last score": sc[i]} for i in range(min(p.size, 20))]
+        return table(rows, plain=plain)
 
 
 def fisher_score_functionals(model_fn: Callable, theta):
@@ -60,10 +92,18 @@ def fisher_score_functionals(model_fn: Callable, theta):
 
     ``model_fn(theta)`` must return a per-particle :class:`StateSpaceModel` with
     ``initial_log_prob`` and ``transition_log_prob``. Missing observations add no term.
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, fisher_score_functionals
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> initial_fn, additive_fn = fisher_score_functionals(model_fn, 0.5)
+      >>> round(float(additive_fn(1.0, 0.5, 0.0)), 4)  # d/da log N(0.5; a * 1.0, 0.36) at a = 0.5
+      0.0
     """
 
     def obs_term(th, x, y):
-        lg = model_fn(th).observation_log_prob(x, _fill_missing(y))
+        lg = model_fn(th).observation_log_prob(x, fill_missing(y))
         return jnp.where(is_missing(y), 0.0, lg)
 
     def initial_fn(x0, y0):
@@ -78,21 +118,19 @@ def fisher_score_functionals(model_fn: Callable, theta):
 def _step_size_fn(step_size):
     if callable(step_size):
         return step_size
-    gamma = float(step_size)
-    if not gamma > 0:
-        raise ValueError(f"step_size: expected a positive number or a function of the step, got {step_size}")
+    gamma = float(checks.positive("step_size", step_size, do="or pass a function k -> gamma_k"))
     return lambda k: gamma / jnp.sqrt(k + 1.0)
 
 
 def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_size, estimator, optimizer,
             num_backward, backward, reference, ssm0):
-    if estimator not in ("ppg", "paris"):
-        raise ValueError(f"estimator: expected 'ppg' or 'paris', got {estimator!r}")
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
+    checks.prng_key(key)
+    checks.one_of("estimator", estimator, ("ppg", "paris"))
+    checks.count("num_steps", num_steps)
+    checks.count("num_backward", num_backward)
     check_inputs(Bootstrap(ssm0), observations, num_particles)
     gamma = _step_size_fn(step_size)
-    method = _paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))
+    method = paris_method(ssm0, backward, num_particles, Bootstrap(ssm0))
     k_ref, k_run = jax.random.split(key)
     if reference is None:
         reference = initial_reference(k_ref, ssm0, observations, num_particles, num_backward=num_backward,
@@ -111,7 +149,7 @@ def _ascent(key, theta0, make, observations, num_particles, *, num_steps, step_s
             score, ref, _ = ppg_step(k, ssm, observations, ref, num_particles, additive_fn, initial_fn=initial_fn,
                                      num_backward=num_backward, backward=m)
         else:
-            _, lw, tau, *_ = _forward(k, ssm, Bootstrap(ssm), observations, num_particles, additive_fn=additive_fn,
+            _, lw, tau, *_ = forward_pass(k, ssm, Bootstrap(ssm), observations, num_particles, additive_fn=additive_fn,
                                       initial_fn=initial_fn, num_backward=num_backward, backward_method=m, lag=0)
             w = jax.nn.softmax(lw)
             score = jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=(0, 0)), tau)
@@ -161,6 +199,14 @@ def score_ascent(
       optimizer: optional Optax transform (applied to the negated score) instead of plain ascent.
       num_backward, backward: PaRIS backward draws per particle and backward sampler.
       reference: starting PPG reference path (from a previous run's ``reference``).
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, score_ascent
+      >>> model_fn = lambda a: linear_gaussian_ssm(LinearGaussianModel.scalar(a, 0.6, 1.0, 1.0, p0=1.0))
+      >>> _, y = simulate(jax.random.key(0), model_fn(0.9), 8)
+      >>> score_ascent(jax.random.key(1), model_fn, 0.5, y, 8, num_steps=3).final_params.shape
+      ()
     """
     theta0 = jax.tree_util.tree_map(jnp.asarray, theta0)
 
@@ -195,6 +241,17 @@ def markov_score_climbing(
     ``log_q_transition(lam, x_prev, x, y_t)``; each update adds
     :math:`\gamma_k\,\widehat{\mathbb E}_p[\nabla_\lambda\log q_\lambda(X)]`, estimated by one PPG
     pass whose reference is carried between updates (Naesseth et al. 2020; Cardoso et al. 2023).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, markov_score_climbing
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> lq0 = lambda lam, x0, y0: -0.5 * (x0 - lam) ** 2
+      >>> lqt = lambda lam, xp, x, yt: -0.5 * (x - lam * xp) ** 2
+      >>> r = markov_score_climbing(jax.random.key(1), ssm, lq0, lqt, jnp.asarray(0.3), y, 8, num_steps=2)
+      >>> r.params.shape
+      (2,)
     """
     lambda0 = jax.tree_util.tree_map(jnp.asarray, lambda0)
 

@@ -54,11 +54,19 @@ __all__ = [
     "Auxiliary",
     "simulate",
     "is_missing",
+    "fill_missing",
 ]
 
 
 def is_missing(y) -> jax.Array:
-    """True when any entry of the observation ``y`` (a pytree) is NaN."""
+    """True when any entry of the observation ``y`` (a pytree) is NaN.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import is_missing
+      >>> bool(is_missing(jnp.array([1.0, jnp.nan]))), bool(is_missing(jnp.array(2.0)))
+      (True, False)
+    """
     leaves = [jnp.asarray(v) for v in jax.tree_util.tree_leaves(y)]
     flags = [jnp.any(jnp.isnan(v)) for v in leaves if jnp.issubdtype(v.dtype, jnp.floating)]
     if not flags:
@@ -69,9 +77,15 @@ def is_missing(y) -> jax.Array:
     return out
 
 
-def _fill_missing(y):
-    # Missing observations are replaced by zeros before they reach user code, so
-    # that a log-density never sees a NaN it could turn into a NaN gradient.
+def fill_missing(y):
+    """NaN entries of an observation (pytree) replaced by 0, so that user log-densities never see a
+    NaN they could turn into a NaN gradient (the missing step's potential is set to 1 separately).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> fill_missing(jnp.array([1.0, jnp.nan])).tolist()
+      [1.0, 0.0]
+    """
     return jax.tree_util.tree_map(
         lambda v: jnp.where(jnp.isnan(v), 0.0, v) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating) else v, y
     )
@@ -95,6 +109,15 @@ class StateSpaceModel(NamedTuple):
         arguments (e.g. :math:`-\tfrac12\log(2\pi\sigma^2)` for Gaussian noise);
         enables the :math:`O(N)` rejection backward samplers.
       batched: whether the functions take whole particle arrays (see module doc).
+
+    Example:
+      >>> import jax
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import StateSpaceModel
+      >>> ssm = StateSpaceModel(lambda k: jax.random.normal(k), lambda k, x: 0.9 * x + jax.random.normal(k),
+      ...                       lambda x, y: norm.logpdf(y, x, 1.0))
+      >>> ssm.sample_initial(jax.random.key(0), 5).shape
+      (5,)
     """
 
     initial_sample: Callable
@@ -152,7 +175,20 @@ def _nan_to_neg_inf(v):
 
 
 class Bootstrap(NamedTuple):
-    r"""Bootstrap filter's Feynman–Kac model: :math:`M_t = m`, :math:`G_t = g(x_t, y_t)` (Gordon et al. 1993)."""
+    r"""Bootstrap filter's Feynman–Kac model: :math:`M_t = m`, :math:`G_t = g(x_t, y_t)` (Gordon et al. 1993).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import Bootstrap
+      >>> fk = Bootstrap(ssm)
+      >>> x0 = fk.initial(jax.random.key(1), y[0], 4)
+      >>> fk.initial_log_potential(x0, y[0]).shape
+      (4,)
+    """
 
     ssm: StateSpaceModel
 
@@ -170,7 +206,7 @@ class Bootstrap(NamedTuple):
 
     def _log_g(self, x, y):
         missing = is_missing(y)
-        lg = _nan_to_neg_inf(self.ssm.log_observation(x, _fill_missing(y)))
+        lg = _nan_to_neg_inf(self.ssm.log_observation(x, fill_missing(y)))
         return jnp.where(missing, jnp.zeros_like(lg), lg)
 
     auxiliary_log_weight = None
@@ -188,6 +224,20 @@ class Guided(NamedTuple):
 
     With a missing ``y_t`` the step falls back to the model's transition (weight 1).
     The proposal functions are per-particle, or batched when ``ssm.batched``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import Guided, run_filter
+      >>> fk = Guided(ssm, lambda k, xp, yt: 0.9 * xp + 0.6 * jax.random.normal(k),
+      ...             lambda xp, x, yt: norm.logpdf(x, 0.9 * xp, 0.6),
+      ...             lambda k, yt: 1.4 * jax.random.normal(k), lambda x, yt: norm.logpdf(x, 0.0, 1.4))
+      >>> run_filter(jax.random.key(1), fk, y, 16).log_likelihood.mean.shape
+      ()
     """
 
     ssm: StateSpaceModel
@@ -198,7 +248,7 @@ class Guided(NamedTuple):
 
     def initial(self, key, y, num):
         k1, k2 = jax.random.split(key)
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             xq = self.initial_proposal_sample(k1, yf, num)
         else:
@@ -207,7 +257,7 @@ class Guided(NamedTuple):
         return _where_tree(is_missing(y), xm, xq)
 
     def initial_log_potential(self, x, y):
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             lq = self.initial_proposal_log_prob(x, yf)
         else:
@@ -217,7 +267,7 @@ class Guided(NamedTuple):
 
     def transition(self, key, x_prev, y):
         k1, k2 = jax.random.split(key)
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             xq = self.proposal_sample(k1, x_prev, yf)
         else:
@@ -227,7 +277,7 @@ class Guided(NamedTuple):
         return _where_tree(is_missing(y), xm, xq)
 
     def log_potential(self, x_prev, x, y):
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         if self.ssm.batched:
             lq = self.proposal_log_prob(x_prev, x, yf)
         else:
@@ -247,6 +297,18 @@ class Auxiliary(NamedTuple):
     density of :math:`y_t` at the predicted mean). The filter then carries the
     weights :math:`W_{t-1}^{a}/(N P^{a})` so that every estimate stays unbiased.
     ``log_eta`` is per-particle, or batched when the model is.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from jax.scipy.stats import norm
+      >>> from ulam.smc import Auxiliary, Bootstrap, run_filter
+      >>> fk = Auxiliary(Bootstrap(ssm), lambda xp, yt: norm.logpdf(yt, 0.9 * xp, 1.2))
+      >>> run_filter(jax.random.key(1), fk, y, 16).log_likelihood.mean.shape
+      ()
     """
 
     fk: Any
@@ -266,7 +328,7 @@ class Auxiliary(NamedTuple):
 
     def auxiliary_log_weight(self, x_prev, y):
         batched = getattr(getattr(self.fk, "ssm", None), "batched", getattr(self.fk, "batched", False))
-        yf = _fill_missing(y)
+        yf = fill_missing(y)
         lw = self.log_eta(x_prev, yf) if batched else jax.vmap(self.log_eta, in_axes=(0, None))(x_prev, yf)
         lw = _nan_to_neg_inf(lw)
         return jnp.where(is_missing(y), jnp.zeros_like(lw), lw)
@@ -284,6 +346,14 @@ class FeynmanKac(NamedTuple):
 
     ``y`` is the per-step input (observations, or any per-step data; pass
     ``jnp.zeros(T)`` when there is none).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import FeynmanKac, run_filter
+      >>> fk = FeynmanKac(lambda k, y: jax.random.normal(k), lambda x, y: -0.5 * (x - y) ** 2,
+      ...                 lambda k, xp, y: xp + jax.random.normal(k), lambda xp, x, y: -0.5 * (x - y) ** 2)
+      >>> run_filter(jax.random.key(0), fk, jnp.zeros(5), 16).ess.shape
+      (5,)
     """
 
     initial_sample: Callable

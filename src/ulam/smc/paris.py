@@ -1,6 +1,8 @@
 r"""PaRIS online smoothing, conditional SMC, particle Gibbs and PaRIS particle Gibbs (PPG).
 
-All four share one forward ``lax.scan`` (:func:`_forward`):
+All four are one forward scan (:func:`ulam.smc.filtering.forward_scan`, the filters' scan) observed by
+collectors (:class:`PaRISCollector`, genealogy, history), with :func:`conditional_step` as the step of
+conditional SMC; :func:`forward_pass` assembles them:
 
 * **PaRIS** (Olsson & Westerborn 2017, *Efficient particle-based online
   smoothing in general hidden Markov models: the PaRIS algorithm*, Bernoulli 23)
@@ -47,21 +49,28 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from ulam import checks
 from ulam.estimate import Estimate
-from ulam.smc.backward import _AUTO_EXACT_BELOW, _resolve, _take, backward_indices
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
+from ulam.smc.backward import AUTO_EXACT_BELOW, backward_indices, backward_sample, resolve_method, take_particles
 from ulam.smc.filtering import (
+    HistoryCollector,
+    LagCollector,
     ParticleHistory,
     check_inputs,
+    forward_scan,
+    lag_ancestors,
     normalize,
     propagate,
     raise_if_degenerate,
+    sanitize_log_weights,
     weighted_mean_and_se,
 )
 from ulam.smc.models import Bootstrap, StateSpaceModel
-from ulam.smc.resampling import _multinomial_w as resample_multinomial
-from ulam.smc.resampling import resampler_from_weights
+from ulam.smc.resampling import get_resampler, resampler_from_weights
 
 __all__ = [
     "PaRISResult",
@@ -73,6 +82,11 @@ __all__ = [
     "PPGResult",
     "trace_reference",
     "initial_reference",
+    "forward_pass",
+    "ForwardPass",
+    "PaRISCollector",
+    "conditional_step",
+    "paris_method",
 ]
 
 
@@ -95,6 +109,22 @@ class PaRISResult(NamedTuple):
       log_likelihood: the filter's log-likelihood estimate (plain value).
       history: particle history when requested (particles, log-weights, ancestors).
       backward: ``(T-1, N, Ñ)`` PaRIS backward indices when requested (``backward[t-1]`` points into time t-1).
+
+    The estimate's ``ess`` is ``None`` (no effective sample size describes a PaRIS estimate).
+    Its ``info``: with one run, ``log_likelihood`` (``()``), ``degenerate_step`` (``()`` int, -1 if
+    none) and ``single_run_stderr_lagged`` (shape of the estimate); with ``R`` replicates,
+    ``log_likelihood`` (``(R,)``) and ``num_replicates`` (``()``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import paris
+      >>> r = paris(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x)
+      >>> r.statistics.shape, r.estimate.ess is None
+      ((16,), True)
     """
 
     estimate: Estimate
@@ -105,13 +135,155 @@ class PaRISResult(NamedTuple):
     history: Optional[ParticleHistory]
     backward: Optional[jax.Array]
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "PaRISResult",
+            {
+                "estimate": describe_estimate(self.estimate),
+                "particles": self.log_weights.shape[-1],
+                "log_likelihood": describe_array(self.log_likelihood),
+                "history": "kept" if self.history is not None else "not kept",
+                "backward": "kept" if self.backward is not None else "not kept",
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The estimate (one row per entry) and the log-likelihood."""
+        return table(_estimate_rows("estimate", self.estimate) + [
+            {"quantity": "log_likelihood", "value": float(np.mean(self.log_likelihood)), "stderr": None}
+        ], plain=plain)
+
 
 def _zeros_like_out(additive_fn, x0_one, y0):
     shape = jax.eval_shape(additive_fn, x0_one, x0_one, y0)
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
 
 
-def _forward(
+class PaRISCollector(NamedTuple):
+    r"""Collector of the PaRIS statistics :math:`\tau_t^i` (module doc), observing the forward scan.
+
+    At each step it draws :math:`\tilde N` backward indices per particle (view key 0) and
+    averages :math:`\tau_{t-1}^{J} + \tilde h(x_{t-1}^J, x_t^i, y_t)`; with the MCMC/hybrid
+    backward kernels each chain starts at the particle's ancestor (the reference particle's
+    at its exact ancestor draw, ``view.reference_ancestor``). Output per step: the
+    ``(N, Ñ)`` backward indices when ``keep_backward``.
+    """
+
+    ssm: StateSpaceModel
+    additive_fn: Callable
+    initial_fn: Optional[Callable]
+    num_particles: int
+    num_backward: int
+    method: str
+    max_trials: int = 32
+    num_mcmc_steps: int = 2
+    keep_backward: bool = False
+
+    def init(self, x0, log_w0, w0, y0):
+        n = self.num_particles
+        if self.initial_fn is None:
+            x_one = jax.tree_util.tree_map(lambda v: v[0], x0)
+            tau0 = jax.tree_util.tree_map(
+                lambda z: jnp.zeros((n,) + z.shape, z.dtype), _zeros_like_out(self.additive_fn, x_one, y0)
+            )
+        else:
+            tau0 = jax.vmap(self.initial_fn, in_axes=(0, None))(x0, y0)
+        return tau0, None
+
+    @property
+    def needs_start(self) -> bool:
+        return self.method in ("mcmc", "hybrid")
+
+    def update(self, tau, view):
+        n, nb = self.num_particles, self.num_backward
+        p = view.step
+        x, lw = view.previous_particles, view.previous_log_weights
+        targets = jax.tree_util.tree_map(lambda v: jnp.repeat(v, nb, axis=0), p.particles)
+        start = None
+        if self.needs_start:
+            # Each particle's ancestor is a draw from the backward kernel (module doc of
+            # ulam.smc.backward); the reference's is not, so it starts from an exact draw.
+            anc = p.ancestors if view.reference_ancestor is None else p.ancestors.at[n - 1].set(view.reference_ancestor)
+            start = jnp.repeat(anc, nb)
+        J = backward_indices(
+            view.keys[0], self.ssm, lw, x, targets, method=self.method, max_trials=self.max_trials,
+            start=start, num_mcmc_steps=self.num_mcmc_steps,
+        )
+        h = jax.vmap(self.additive_fn, in_axes=(0, 0, None))(take_particles(x, J), targets, view.y)
+        tau_new = jax.tree_util.tree_map(
+            lambda tb, hv: jnp.mean((jnp.take(tb, J, axis=0) + hv).reshape((n, nb) + hv.shape[1:]), 1), tau, h
+        )
+        return tau_new, (J.reshape(n, nb) if self.keep_backward else None)
+
+
+def conditional_step(ssm, reference, num_particles, *, resample, threshold, ancestor_sampling, exact_reference_ancestor):
+    r"""The conditional SMC step for :func:`ulam.smc.filtering.forward_scan`: particle ``N-1`` is the reference.
+
+    The ``N-1`` free particles resample multinomially; the reference keeps its lineage or, with
+    ``ancestor_sampling`` (Lindsten, Jordan & Schön 2014), draws its ancestor from the backward
+    kernel :math:`W_{t-1}^j m(x_{t-1}^j, x^*_t)`; that exact draw is also made (and reported to the
+    collectors) when ``exact_reference_ancestor`` (PaRIS with MCMC backward kernels).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> step = conditional_step(ssm, jnp.zeros(5), 8, resample=None, threshold=1.0,
+      ...                         ancestor_sampling=True, exact_reference_ancestor=False)
+      >>> callable(step)
+      True
+    """
+    n = num_particles
+    multinomial = resampler_from_weights("multinomial")
+
+    def step(fk, ks, x, lw, w, y, t):
+        k_res, k_move, k_anc = ks[0], ks[1], ks[3]
+        k_res, k_perm = jax.random.split(k_res)
+        # Multinomial draws come sorted: shuffle before dropping the last one.
+        a_free = jax.random.permutation(k_perm, multinomial(k_res, w, n))
+        ref_t = jax.tree_util.tree_map(lambda r: r[t], reference)
+        a_exact = None
+        if ancestor_sampling or exact_reference_ancestor:
+            a_exact = backward_indices(
+                k_anc, ssm, lw, x, jax.tree_util.tree_map(lambda r: r[None], ref_t), method="exact"
+            )[0]
+        a_ref = a_exact if ancestor_sampling else jnp.int32(n - 1)
+        forced = (a_free.at[n - 1].set(a_ref), jnp.full((n,), -math.log(n), lw.dtype))
+        p = propagate(
+            fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n, ancestors=forced
+        )
+        # The reference was moved like the others; put it back and reweight its slot.
+        x_new = jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r), p.particles, ref_t)
+        x_prev_ref = jax.tree_util.tree_map(lambda v: v[n - 1], p.previous)
+        lg_ref = sanitize_log_weights(
+            fk.log_potential(
+                jax.tree_util.tree_map(lambda v: v[None], x_prev_ref),
+                jax.tree_util.tree_map(lambda v: v[None], ref_t),
+                y,
+            )
+        )[0]
+        raw = (p.log_weights + p.log_increment).at[n - 1].set(-math.log(n) + lg_ref)
+        lw_new, w_new, inc = normalize(raw)
+        p = p._replace(particles=x_new, log_weights=lw_new, weights=w_new, log_increment=inc, all_zero=inc == -jnp.inf)
+        return p, (a_exact if exact_reference_ancestor else None)
+
+    return step
+
+
+class ForwardPass(NamedTuple):
+    """What :func:`forward_pass` returns (``tau`` is ``None`` without an additive functional)."""
+
+    particles: Any
+    log_weights: jax.Array
+    tau: Any
+    lagged_ancestors: jax.Array
+    log_likelihood: jax.Array
+    degenerate_step: jax.Array
+    history: Optional[ParticleHistory]
+    backward: Optional[jax.Array]
+
+
+def forward_pass(
     key,
     ssm: StateSpaceModel,
     fk,
@@ -131,129 +303,56 @@ def _forward(
     lag: int = 8,
     max_trials: int = 32,
     num_mcmc_steps: int = 2,
-):
-    """One forward pass: (conditional) SMC with optional PaRIS statistics (see module doc).
+) -> ForwardPass:
+    """One forward pass of (conditional) SMC observed by the PaRIS, genealogy and history collectors.
 
-    The particle step is :func:`ulam.smc.filtering.propagate`, the one the filters use.
+    The scan is :func:`ulam.smc.filtering.forward_scan`, the one the filters use; with
+    ``reference`` its step is :func:`conditional_step`.
+
+    Example:
+      >>> import jax
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate, Bootstrap
+      >>> ssm = linear_gaussian_ssm(LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0))
+      >>> _, y = simulate(jax.random.key(0), ssm, 6)
+      >>> out = forward_pass(jax.random.key(1), ssm, Bootstrap(ssm), y, 8, additive_fn=lambda xp, x, yt: x,
+      ...                    initial_fn=None, num_backward=2, backward_method="exact")
+      >>> out.tau.shape
+      (8,)
     """
     resample = resampler_from_weights(scheme)
     conditional = reference is not None
-    num_steps = jax.tree_util.tree_leaves(observations)[0].shape[0]
-    y0 = jax.tree_util.tree_map(lambda v: v[0], observations)
-    rest = jax.tree_util.tree_map(lambda v: v[1:], observations)
-    keys = jax.random.split(key, num_steps)
-    idx = jnp.arange(n, dtype=jnp.int32)
-    x0 = fk.initial(keys[0], y0, n)
-    if conditional:
-        x0 = jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r[0]), x0, reference)
-    lw0, w0, lse0 = normalize(_sanitize(fk.initial_log_potential(x0, y0)))
-    inc0 = lse0 - math.log(n)
     with_paris = additive_fn is not None
+    idx = jnp.arange(n, dtype=jnp.int32)
+    collectors = [LagCollector(n, lag)]
+    paris_c = None
     if with_paris:
-        x_one = jax.tree_util.tree_map(lambda v: v[0], x0)
-        if initial_fn is None:
-            tau0 = jax.tree_util.tree_map(
-                lambda z: jnp.zeros((n,) + z.shape, z.dtype), _zeros_like_out(additive_fn, x_one, y0)
-            )
-        else:
-            tau0 = jax.vmap(initial_fn, in_axes=(0, None))(x0, y0)
-        h_vec = jax.vmap(additive_fn, in_axes=(0, 0, None))
-    else:
-        tau0 = jnp.zeros((n,))
-    needs_start = backward_method in ("mcmc", "hybrid")
-    buf0 = jnp.tile(idx, (lag, 1)) if lag > 0 else jnp.zeros((0, n), jnp.int32)
-
-    def step(carry, inputs):
-        x, lw, w, tau, buf, loglik, first_bad = carry
-        t, k, y = inputs
-        k_res, k_move, k_back, k_anc = jax.random.split(k, 4)
-        forced = None
-        if conditional:
-            # The N-1 free particles resample multinomially; the reference keeps its lineage
-            # or, with ancestor sampling, draws a new one from the backward kernel.
-            k_res, k_perm = jax.random.split(k_res)
-            # _multinomial_w returns sorted draws: shuffle before dropping the last one.
-            a_free = jax.random.permutation(k_perm, resample_multinomial(k_res, w, n))
-            ref_t = jax.tree_util.tree_map(lambda r: r[t], reference)
-            if ancestor_sampling or (with_paris and needs_start):
-                a_exact = backward_indices(
-                    k_anc, ssm, lw, x, jax.tree_util.tree_map(lambda r: r[None], ref_t), method="exact"
-                )[0]
-            a_ref = a_exact if ancestor_sampling else jnp.int32(n - 1)
-            forced = (a_free.at[n - 1].set(a_ref), jnp.full((n,), -math.log(n), lw.dtype))
-        p = propagate(
-            fk, k_res, k_move, x, lw, w, y, resample=resample, threshold=threshold, num_particles=n, ancestors=forced
+        paris_c = PaRISCollector(
+            ssm, additive_fn, initial_fn, n, num_backward, backward_method, max_trials, num_mcmc_steps, keep_backward
         )
-        x_new = p.particles
-        if conditional:
-            # The reference was moved like the others; put it back and reweight its slot.
-            x_new = jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r), x_new, ref_t)
-            x_prev_ref = jax.tree_util.tree_map(lambda v: v[n - 1], p.previous)
-            lg_ref = _sanitize(
-                fk.log_potential(
-                    jax.tree_util.tree_map(lambda v: v[None], x_prev_ref),
-                    jax.tree_util.tree_map(lambda v: v[None], ref_t),
-                    y,
-                )
-            )[0]
-            raw = (p.log_weights + p.log_increment).at[n - 1].set(-math.log(n) + lg_ref)
-            lw_new, w_new, inc = normalize(raw)
-        else:
-            lw_new, w_new, inc = p.log_weights, p.weights, p.log_increment
-        bad = inc == -jnp.inf
-        first_bad = jnp.where((first_bad < 0) & bad, t, first_bad)
-        outs = ()
-        if with_paris:
-            targets = jax.tree_util.tree_map(lambda v: jnp.repeat(v, num_backward, axis=0), x_new)
-            start = None
-            if needs_start:
-                # Each particle's ancestor is a draw from the backward kernel (module doc of
-                # ulam.smc.backward); the reference's is not, so it starts from an exact draw.
-                anc = p.ancestors.at[n - 1].set(a_exact) if conditional else p.ancestors
-                start = jnp.repeat(anc, num_backward)
-            J = backward_indices(
-                k_back, ssm, lw, x, targets, method=backward_method, max_trials=max_trials,
-                start=start, num_mcmc_steps=num_mcmc_steps,
-            )
-            x_back = _take(x, J)
-            h = h_vec(x_back, targets, y)
-            tau_new = jax.tree_util.tree_map(
-                lambda tb, hv: jnp.mean((jnp.take(tb, J, axis=0) + hv).reshape((n, num_backward) + hv.shape[1:]), 1),
-                tau,
-                h,
-            )
-            if keep_backward:
-                outs = outs + (J.reshape(n, num_backward),)
-        else:
-            tau_new = tau
-        if lag > 0:
-            buf = lax.dynamic_update_index_in_dim(buf, p.ancestors, t % lag, 0)
-        if keep_history:
-            outs = outs + (x_new, lw_new, p.ancestors)
-        return (x_new, lw_new, w_new, tau_new, buf, loglik + inc, first_bad), outs
-
-    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    first_bad0 = jnp.where(lse0 == -jnp.inf, 0, -1).astype(jnp.int32)
-    carry0 = (x0, lw0, w0, tau0, buf0, inc0, first_bad0)
-    (x, lw, _, tau, buf, loglik, first_bad), outs = lax.scan(step, carry0, (ts, keys[1:], rest))
-    enoch = idx
-    for j in range(lag):  # newest map first: the last step wrote at (T-1) % lag
-        enoch = buf[(num_steps - 1 - j) % lag][enoch]
-    backward = None
-    pos = 0
-    if with_paris and keep_backward:
-        backward = outs[0]
-        pos = 1
-    history = None
+        collectors.append(paris_c)
     if keep_history:
-        cat = lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], 0)  # noqa: E731
-        history = ParticleHistory(
-            jax.tree_util.tree_map(cat, x0, outs[pos]), cat(lw0, outs[pos + 1]), cat(idx, outs[pos + 2])
+        collectors.append(HistoryCollector(n))
+    step_fn = initial_edit = None
+    if conditional:
+        step_fn = conditional_step(
+            ssm, reference, n, resample=resample, threshold=threshold, ancestor_sampling=ancestor_sampling,
+            exact_reference_ancestor=with_paris and paris_c.needs_start,
         )
-    return x, lw, tau, enoch, loglik, first_bad, history, backward
+        initial_edit = lambda x0: jax.tree_util.tree_map(lambda v, r: v.at[n - 1].set(r[0]), x0, reference)  # noqa: E731
+    out = forward_scan(
+        key, fk, observations, n, collectors, resample=resample, threshold=threshold, num_step_keys=4,
+        split_initial_key=False, step_fn=step_fn, initial_fn=initial_edit,
+    )
+    num_steps = out.increments.shape[0]
+    enoch = lag_ancestors(out.states[0], num_steps - 1, lag, idx) if lag > 0 else idx
+    tau = out.states[1] if with_paris else None
+    backward = out.outputs[1] if with_paris and keep_backward else None
+    history = HistoryCollector.history(out.first[-1], out.outputs[-1]) if keep_history else None
+    loglik = jnp.sum(out.increments)
+    return ForwardPass(out.particles, out.log_weights, tau, enoch, loglik, out.degenerate_step, history, backward)
 
 
-def _paris_method(ssm, backward, num_particles, fk, threshold=1.0):
+def paris_method(ssm, backward, num_particles, fk, threshold=1.0):
     r"""Resolve ``backward``; ``"auto"`` uses the MCMC backward kernel where ancestors are valid starts.
 
     With a bootstrap proposal and resampling at every step, :math:`(A^i, X_t^i)\sim W^j m(x^j,\cdot)`,
@@ -261,22 +360,17 @@ def _paris_method(ssm, backward, num_particles, fk, threshold=1.0):
     bound) or ``"mcmc"`` is exact in law at :math:`O(N\tilde N k)` cost; otherwise ``"auto"``
     keeps the rejection/exact samplers of :func:`ulam.smc.backward_indices`.
     """
-    if backward == "auto" and num_particles > _AUTO_EXACT_BELOW and isinstance(fk, Bootstrap) and threshold >= 1.0:
-        _resolve(ssm, "exact", num_particles)  # the transition-density check
+    if backward == "auto" and num_particles > AUTO_EXACT_BELOW and isinstance(fk, Bootstrap) and threshold >= 1.0:
+        resolve_method(ssm, "exact", num_particles)  # the transition-density check
         return "hybrid" if ssm.transition_log_bound is not None else "mcmc"
-    return _resolve(ssm, backward, num_particles)
-
-
-def _sanitize(lw):
-    return jnp.where(jnp.isnan(lw), -jnp.inf, lw)
+    return resolve_method(ssm, backward, num_particles)
 
 
 def _check_common(ssm, observations, n, num_backward, fk):
     if not isinstance(ssm, StateSpaceModel):
-        raise TypeError(f"ssm: expected a StateSpaceModel, got {type(ssm).__name__}")
+        raise TypeError(checks.message("ssm", "a StateSpaceModel", type(ssm).__name__))
     check_inputs(fk, observations, n)
-    if not isinstance(num_backward, int) or num_backward < 1:
-        raise ValueError(f"num_backward: the number Ñ of backward draws per particle must be an int >= 1, got {num_backward!r}")
+    checks.count("num_backward", num_backward)
     if ssm.transition_log_prob is None:
         raise ValueError("ssm.transition_log_prob: PaRIS and particle Gibbs need the transition density")
 
@@ -331,16 +425,30 @@ def paris(
 
     Returns:
       a :class:`PaRISResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import paris, rts_smoother
+      >>> r = paris(jax.random.key(1), ssm, y, 64, lambda xp, x, yt: x, initial_fn=lambda x0, y0: x0, num_replicates=4)
+      >>> truth = float(jnp.sum(rts_smoother(lg, y).smoothed_means))
+      >>> bool(abs(r.estimate.mean - truth) < 5 * r.estimate.stderr + 0.1)
+      True
     """
+    checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
     _check_common(ssm, observations, num_particles, num_backward, fk)
     check_inputs(fk, observations, num_particles, ess_threshold)
-    if not isinstance(num_replicates, int) or num_replicates < 1:
-        raise ValueError(f"num_replicates: expected an int >= 1, got {num_replicates!r}")
-    method = _paris_method(ssm, backward, num_particles, fk, float(ess_threshold))
+    checks.count("num_replicates", num_replicates)
+    checks.count("variance_lag", variance_lag, minimum=0)
+    get_resampler(resampling)
+    method = paris_method(ssm, backward, num_particles, fk, float(ess_threshold))
 
     def once(k):
-        x, lw, tau, enoch, loglik, first_bad, history, back = _forward(
+        x, lw, tau, enoch, loglik, first_bad, history, back = forward_pass(
             k,
             ssm,
             fk,
@@ -366,11 +474,11 @@ def paris(
         _raise_if_degenerate(first_bad)
         nan = jax.tree_util.tree_map(lambda m: jnp.full(jnp.shape(m), jnp.nan, jnp.result_type(m)), mean)
         info = {"log_likelihood": loglik, "degenerate_step": first_bad, "single_run_stderr_lagged": se}
-        est = Estimate(mean, nan, num_particles, info=info)
+        est = without_ess(Estimate(mean, nan, num_particles, info=info))
     else:
         mean, se, tau, x, lw, loglik, first_bad, history, back = jax.vmap(once)(jax.random.split(key, num_replicates))
         _raise_if_degenerate(jnp.max(first_bad) if _concrete(first_bad) else first_bad[0])
-        est = Estimate.from_samples(mean)
+        est = without_ess(Estimate.from_samples(mean))
         est.n = num_replicates * num_particles
         est.info = {"log_likelihood": loglik, "num_replicates": jnp.asarray(num_replicates)}
     return PaRISResult(est, tau, x, lw, loglik, history, back)
@@ -385,6 +493,14 @@ def trace_reference(key, particles, log_weights, backward):
 
     ``particles``: leaves ``(T, N, ...)``; ``log_weights``: final ``(N,)``;
     ``backward``: ``(T-1, N, Ñ)``. Returns the path (leaves ``(T, ...)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import trace_reference
+      >>> particles = jnp.arange(6.0).reshape(3, 2)  # T = 3, N = 2
+      >>> back = jnp.zeros((2, 2, 1), jnp.int32)  # every backward index points to particle 0
+      >>> trace_reference(jax.random.key(0), particles, jnp.array([0.0, -jnp.inf]), back).tolist()
+      [0.0, 2.0, 4.0]
     """
     k_last, k_u = jax.random.split(key)
     num_steps = backward.shape[0] + 1
@@ -421,12 +537,24 @@ def ppg_step(
     ``Pi`` is the PaRIS estimate :math:`\sum_i W_{T-1}^i\tau_{T-1}^i` on the conditional particle
     system (Cardoso et al. 2023, Alg. 1); the new reference is traced through the
     backward indices (:func:`trace_reference`). Traceable: use inside ``jit``/``scan``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg_step
+      >>> ref = jnp.zeros(8)
+      >>> pi, new_ref, ll = ppg_step(jax.random.key(1), ssm, y, ref, 16, lambda xp, x, yt: x)
+      >>> new_ref.shape
+      (8,)
     """
     fk = Bootstrap(ssm) if fk is None else fk
-    method = _paris_method(ssm, backward, num_particles, fk)
+    method = paris_method(ssm, backward, num_particles, fk)
     k_fwd, k_trace = jax.random.split(key)
     n = num_particles
-    x, lw, tau, _, loglik, _, history, back = _forward(
+    x, lw, tau, _, loglik, _, history, back = forward_pass(
         k_fwd,
         ssm,
         fk,
@@ -449,20 +577,77 @@ def ppg_step(
 
 
 class PPGResult(NamedTuple):
-    """PPG output: ``estimate`` (roll-out average), per-iteration estimates ``iterates`` and the last ``reference``."""
+    """PPG output: ``estimate`` (roll-out average), per-iteration estimates ``iterates`` and the last ``reference``.
+
+    ``estimate.ess`` is the autocorrelation-corrected ESS of the kept iterates (leaves shaped
+    like the estimate); ``estimate.info["num_particles"]`` (int) is the particle count per pass.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg
+      >>> r = ppg(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x, num_iterations=3, burn_in=1)
+      >>> r.iterates.shape, r.reference.shape
+      ((3,), (8,))
+    """
 
     estimate: Estimate
     iterates: Any
     reference: Any
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "PPGResult",
+            {
+                "estimate": describe_estimate(self.estimate),
+                "iterations": jax.tree_util.tree_leaves(self.iterates)[0].shape[0],
+                "reference": describe_array(self.reference),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """The roll-out estimate, one row per entry, with its standard error and ESS."""
+        return table(_estimate_rows("estimate", self.estimate), plain=plain)
+
+
+def _estimate_rows(name, est):
+    rows = []
+    flat_m = jax.tree_util.tree_leaves(est.mean)
+    flat_s = jax.tree_util.tree_leaves(est.stderr)
+    flat_e = jax.tree_util.tree_leaves(est.ess)
+    for j, (m, se) in enumerate(zip(flat_m, flat_s)):
+        m, se = np.asarray(m, dtype=float).ravel(), np.asarray(se, dtype=float).ravel()
+        e = np.asarray(flat_e[j], dtype=float).ravel() if j < len(flat_e) else None
+        for i in range(min(m.size, 20)):
+            label = name if m.size == 1 and len(flat_m) == 1 else f"{name}[{j},{i}]" if len(flat_m) > 1 else f"{name}[{i}]"
+            row = {"quantity": label, "value": float(m[i]), "stderr": float(se[i])}
+            if e is not None:
+                row["ess"] = float(e[min(i, e.size - 1)])
+            rows.append(row)
+    return rows
+
 
 def initial_reference(key, ssm, observations, num_particles, *, fk=None, num_backward=2, backward="auto", max_trials=32):
-    """A first reference path: one unconditional PaRIS pass traced back through its backward indices."""
+    """A first reference path: one unconditional PaRIS pass traced back through its backward indices.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import initial_reference
+      >>> initial_reference(jax.random.key(1), ssm, y, 16).shape
+      (8,)
+    """
     fk = Bootstrap(ssm) if fk is None else fk
-    method = _paris_method(ssm, backward, num_particles, fk)
+    method = paris_method(ssm, backward, num_particles, fk)
     k1, k2 = jax.random.split(key)
     zero = lambda xp, x, y: jnp.zeros(())  # noqa: E731
-    x, lw, _, _, _, first_bad, history, back = _forward(
+    x, lw, _, _, _, first_bad, history, back = forward_pass(
         k1,
         ssm,
         fk,
@@ -507,12 +692,26 @@ def ppg(
 
     Returns a :class:`PPGResult` whose ``reference`` can seed the next call (Markovian
     use in learning).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import ppg
+      >>> r = ppg(jax.random.key(1), ssm, y, 16, lambda xp, x, yt: x, num_iterations=4, burn_in=1)
+      >>> r.estimate.mean.shape
+      ()
     """
+    checks.prng_key(key)
     fk = Bootstrap(ssm) if fk is None else fk
     _check_common(ssm, observations, num_particles, num_backward, fk)
-    if not isinstance(num_iterations, int) or not isinstance(burn_in, int) or not 0 <= burn_in < num_iterations:
+    checks.count("num_iterations", num_iterations)
+    checks.count("burn_in", burn_in, minimum=0)
+    if burn_in >= num_iterations:
         raise ValueError(
-            f"burn_in, num_iterations: need ints with 0 <= burn_in < num_iterations, got {burn_in}, {num_iterations}"
+            checks.message("burn_in", f"an integer < num_iterations = {num_iterations}", burn_in, "raise num_iterations")
         )
     k_init, k_run = jax.random.split(key)
     if reference is None:
@@ -586,14 +785,22 @@ def conditional_smc(
     Andrieu et al. 2010), ``"ancestor"`` (ancestor sampling of the reference,
     Lindsten et al. 2014, then genealogy), or ``"backward"`` (backward sampling,
     Whiteley 2010). Each leaves the smoothing law :math:`p(x_{0:T-1}\mid y)` invariant.
-    """
-    from ulam.smc.backward import backward_sample
 
-    if sampler not in ("genealogy", "ancestor", "backward"):
-        raise ValueError(f"sampler: expected 'genealogy', 'ancestor' or 'backward', got {sampler!r}")
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import conditional_smc
+      >>> conditional_smc(jax.random.key(1), ssm, y, jnp.zeros(8), 16, sampler="ancestor").shape
+      (8,)
+    """
+    checks.prng_key(key)
+    checks.one_of("sampler", sampler, ("genealogy", "ancestor", "backward"))
     fk = Bootstrap(ssm) if fk is None else fk
     k_fwd, k_out = jax.random.split(key)
-    _, lw, _, _, _, _, history, _ = _forward(
+    _, lw, _, _, _, _, history, _ = forward_pass(
         k_fwd,
         ssm,
         fk,
@@ -633,7 +840,21 @@ def particle_gibbs(
     reference=None,
     fk=None,
 ):
-    """Iterate :func:`conditional_smc` ``num_iterations`` times; returns the paths (leaves ``(iters, T, ...)``)."""
+    """Iterate :func:`conditional_smc` ``num_iterations`` times; returns the paths (leaves ``(iters, T, ...)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import LinearGaussianModel, linear_gaussian_ssm, simulate
+      >>> lg = LinearGaussianModel.scalar(0.9, 0.6, 1.0, 1.0)
+      >>> ssm = linear_gaussian_ssm(lg)
+      >>> _, y = simulate(jax.random.key(0), ssm, 8)
+      >>> from ulam.smc import particle_gibbs
+      >>> particle_gibbs(jax.random.key(1), ssm, y, 16, 3).shape
+      (3, 8)
+    """
+    checks.prng_key(key)
+    checks.one_of("sampler", sampler, ("genealogy", "ancestor", "backward"))
+    checks.count("num_iterations", num_iterations)
     fk = Bootstrap(ssm) if fk is None else fk
     check_inputs(fk, observations, num_particles)
     k_init, k_run = jax.random.split(key)

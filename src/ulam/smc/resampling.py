@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ulam import checks
+
 __all__ = [
     "normalize_log_weights",
     "effective_sample_size",
@@ -40,18 +42,34 @@ __all__ = [
     "resample_if",
     "RESAMPLERS",
     "get_resampler",
+    "resampler_from_weights",
+    "systematic_search",
 ]
 
 Resampler = Callable[[jax.Array, jax.Array, int], jax.Array]
 
 
 def normalize_log_weights(log_weights: jax.Array) -> jax.Array:
-    """Normalized weights :math:`W_i = e^{\\ell_i} / \\sum_j e^{\\ell_j}` (all ``-inf`` gives NaN)."""
+    """Normalized weights :math:`W_i = e^{\\ell_i} / \\sum_j e^{\\ell_j}` (all ``-inf`` gives NaN).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import normalize_log_weights
+      >>> [round(w, 4) for w in normalize_log_weights(jnp.log(jnp.array([1.0, 3.0]))).tolist()]
+      [0.25, 0.75]
+    """
     return jax.nn.softmax(log_weights)
 
 
 def effective_sample_size(log_weights: jax.Array) -> jax.Array:
-    r"""Kong's effective sample size :math:`1/\sum_i W_i^2` of normalized weights."""
+    r"""Kong's effective sample size :math:`1/\sum_i W_i^2` of normalized weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import effective_sample_size
+      >>> round(float(effective_sample_size(jnp.zeros(10))), 4)
+      10.0
+    """
     log_w = log_weights - jax.scipy.special.logsumexp(log_weights)
     return jnp.exp(-jax.scipy.special.logsumexp(2.0 * log_w))
 
@@ -72,9 +90,7 @@ def _inverse_cdf(cdf: jax.Array, uniforms: jax.Array) -> jax.Array:
 
 
 def _check_num(num) -> int:
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"num: the number of draws must be a positive Python int, got {num!r}")
-    return num
+    return checks.count("num", num)
 
 
 def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
@@ -82,6 +98,13 @@ def multinomial_resample(key: jax.Array, log_weights: jax.Array, num: int) -> ja
 
     Sorted uniforms come from normalized exponential spacings, so the cost is
     :math:`O(N + \text{num})` searches (no sort); the returned ancestors are sorted.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import multinomial_resample
+      >>> a = multinomial_resample(jax.random.key(0), jnp.log(jnp.array([0.0, 1.0, 0.0])), 4)
+      >>> a.tolist()
+      [1, 1, 1, 1]
     """
     return _multinomial_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -94,7 +117,14 @@ def _multinomial_w(key, w, num):
 
 
 def stratified_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
-    r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996)."""
+    r"""Stratified resampling: :math:`U_j = (j + V_j)/\text{num}`, :math:`V_j` i.i.d. uniform (Kitagawa 1996).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import stratified_resample
+      >>> stratified_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.5])), 4).tolist()
+      [0, 0, 1, 1]
+    """
     return _stratified_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
 
@@ -108,14 +138,50 @@ def systematic_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax
     r"""Systematic resampling: :math:`U_j = (j + V)/\text{num}` with one uniform :math:`V` (Carpenter et al. 1999).
 
     One cumulative sum and one sorted search: :math:`O(N + \text{num})`, no sort.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import systematic_resample
+      >>> systematic_resample(jax.random.key(0), jnp.log(jnp.array([0.25, 0.75])), 4).tolist()
+      [0, 1, 1, 1]
     """
     return _systematic_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
 
 def _systematic_w(key, w, num):
     dtype = jnp.result_type(w.dtype, jnp.float32)
-    u = (jnp.arange(num, dtype=dtype) + jax.random.uniform(key, (), dtype=dtype)) / num
-    return _inverse_cdf(_cdf_w(w), u)
+    return systematic_search(_cdf_w(w), jax.random.uniform(key, (), dtype=dtype), num)
+
+
+def systematic_search(cdf: jax.Array, u: jax.Array, num: int) -> jax.Array:
+    r"""Ancestors :math:`a_j = \#\{i: c_i \le (j+u)/\text{num}\}` (capped at ``N-1``) for all ``j``, in :math:`O(N + \text{num})`.
+
+    The result of ``searchsorted(cdf, (arange(num) + u) / num, side="right")`` without the search's
+    :math:`\log_2 N` passes of random gathers: each particle's count
+    :math:`D_i = \#\{j: (j+u)/\text{num} < c_i\}` is estimated as :math:`\lceil \text{num}\,c_i - u\rceil`
+    and corrected against the uniforms themselves, then one scatter-add of the :math:`D_i` and one
+    cumulative sum give :math:`a_j = \#\{i: D_i \le j\}`. It is systematic resampling exactly in law;
+    against the search it differs only where a uniform and a cumulative weight agree to the last
+    bit, where XLA may round :math:`(j+u)/\text{num}` one ulp apart in the two programs (measured:
+    about one ancestor in :math:`10^5` at :math:`N = 10^5`, in a third of the draws).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> systematic_search(jnp.array([0.25, 0.5, jnp.inf]), jnp.float32(0.5), 4).tolist()
+      [0, 1, 2, 2]
+    """
+    dtype = cdf.dtype
+    n = cdf.shape[0]
+
+    def uniform(j):
+        return (j.astype(dtype) + u) / num
+
+    d = jnp.clip(jnp.ceil(jnp.where(jnp.isfinite(cdf), cdf, 2.0) * num - u), 0, num).astype(jnp.int32)
+    for _ in range(2):  # the estimate is off by rounding only: two exact corrections each way
+        d = jnp.where((d > 0) & (uniform(jnp.maximum(d - 1, 0)) >= cdf), d - 1, d)
+        d = jnp.where((d < num) & (uniform(jnp.minimum(d, num - 1)) < cdf), d + 1, d)
+    marks = jnp.zeros((num + 1,), jnp.int32).at[d].add(1)
+    return jnp.minimum(jnp.cumsum(marks)[:num], n - 1).astype(jnp.int32)
 
 
 def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
@@ -132,6 +198,13 @@ def residual_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.A
     remaining :math:`R = \text{num} - \sum_i\lfloor \text{num}\,W_i\rfloor`
     draws multinomially from the residuals :math:`\text{num}\,W_i - \lfloor \text{num}\,W_i\rfloor`.
     Shapes are static: ``num`` residual draws are made and the first ``R`` are used.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import residual_resample, offspring_counts
+      >>> a = residual_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.25, 0.25])), 4)
+      >>> offspring_counts(a, 3).tolist()
+      [2, 1, 1]
     """
     return _residual_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -162,6 +235,13 @@ def ssp_resample(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     preserves :math:`\mathbb E[f]`, so counts are unbiased, and every count is
     the floor or the ceiling of :math:`\text{num}\,W_i`. A ``lax.scan`` over
     particles: :math:`O(N)` but sequential.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import ssp_resample, offspring_counts
+      >>> a = ssp_resample(jax.random.key(0), jnp.log(jnp.array([0.5, 0.25, 0.25])), 4)
+      >>> offspring_counts(a, 3).tolist()
+      [2, 1, 1]
     """
     return _ssp_w(key, jax.nn.softmax(log_weights), _check_num(num))
 
@@ -201,7 +281,14 @@ def _ssp_w(key, w, num):
 
 
 def offspring_counts(ancestors: jax.Array, num_particles: int) -> jax.Array:
-    """How many times each of ``num_particles`` parents appears in ``ancestors``."""
+    """How many times each of ``num_particles`` parents appears in ``ancestors``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from ulam.smc import offspring_counts
+      >>> offspring_counts(jnp.array([0, 0, 2]), 3).tolist()
+      [2, 0, 1]
+    """
     return jnp.bincount(ancestors, length=num_particles)
 
 
@@ -227,6 +314,12 @@ def resampler_from_weights(scheme):
     """``key, weights, num -> ancestors`` for a scheme name or a log-weights callable.
 
     The filters already hold the normalized weights, so the named schemes skip a second softmax.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc.resampling import resampler_from_weights
+      >>> resampler_from_weights("systematic")(jax.random.key(0), jnp.array([0.25, 0.75]), 4).tolist()
+      [0, 1, 1, 1]
     """
     if callable(scheme):
         return lambda key, w, num: scheme(key, jnp.log(w), num)
@@ -235,13 +328,20 @@ def resampler_from_weights(scheme):
 
 
 def get_resampler(scheme) -> Resampler:
-    """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``."""
+    """A resampling function from its name (``"systematic"``, ...) or a callable ``key, log_weights, num -> ancestors``.
+
+    Example:
+      >>> from ulam.smc import get_resampler, systematic_resample
+      >>> get_resampler("systematic") is systematic_resample
+      True
+    """
     if callable(scheme):
         return scheme
-    try:
-        return RESAMPLERS[scheme]
-    except (KeyError, TypeError):
-        raise ValueError(f"resampling: expected one of {sorted(RESAMPLERS)} or a callable, got {scheme!r}") from None
+    if not isinstance(scheme, str):
+        raise TypeError(
+            checks.message("resampling", f"a scheme name ({', '.join(RESAMPLERS)}) or a callable", type(scheme).__name__)
+        )
+    return RESAMPLERS[checks.one_of("resampling", scheme, RESAMPLERS)]
 
 
 def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic"):
@@ -252,9 +352,15 @@ def resample_if(key, log_weights, num, *, threshold: float, scheme="systematic")
     ancestors are the identity and the weights are carried unchanged, so that
     :math:`\sum_i W_i \varphi(x_i)` keeps its meaning. ``threshold = 1``
     resamples at every step (ESS never exceeds N).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import resample_if
+      >>> a, lw, did = resample_if(jax.random.key(0), jnp.zeros(4), 4, threshold=0.5)
+      >>> bool(did), a.tolist()
+      (False, [0, 1, 2, 3])
     """
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold: the ESS fraction must lie in (0, 1], got {threshold}")
+    checks.in_interval("threshold", threshold, 0.0, 1.0, low_open=True, do="the ESS fraction; 1 resamples every step")
     n = log_weights.shape[0]
     if num != n:
         raise ValueError(f"num: adaptive resampling keeps the particle count, expected {n}, got {num}")

@@ -50,11 +50,14 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
+from ulam import checks
 from ulam.estimate import Estimate
+from ulam.smc.reporting import describe_array, describe_estimate, result_repr, table, without_ess
 from ulam.smc.resampling import effective_sample_size, get_resampler
 
 __all__ = ["tempered_smc", "TemperedResult"]
@@ -70,6 +73,18 @@ class TemperedResult(NamedTuple):
       num_steps: how many tempering steps ran.
       acceptance_rate: ``(max_steps,)`` mean RWM acceptance at each step.
       ess: ``(max_steps,)`` ESS of each step's incremental weights.
+
+    ``log_normalizer.info``: ``relative_variance`` (``()``), ``reached_posterior`` (``()`` bool);
+    with ``R`` replicates ``single_run`` (the per-replicate :class:`~ulam.Estimate`, leaves
+    ``(R,)``) and ``num_replicates`` (int).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.smc import tempered_smc
+      >>> x0 = jax.random.normal(jax.random.key(0), (32, 1))
+      >>> r = tempered_smc(jax.random.key(1), lambda x: -0.5 * jnp.sum(x**2), lambda x: -0.5 * jnp.sum(x**2), x0, max_steps=5)
+      >>> r.temperatures.shape, r.log_normalizer.ess is None
+      ((5,), True)
     """
 
     particles: Any
@@ -78,6 +93,28 @@ class TemperedResult(NamedTuple):
     num_steps: jax.Array
     acceptance_rate: jax.Array
     ess: jax.Array
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "TemperedResult",
+            {
+                "log_normalizer": describe_estimate(self.log_normalizer),
+                "num_steps": describe_array(self.num_steps),
+                "particles": describe_array(self.particles),
+            },
+        )
+
+    def summary(self, plain: bool = False):
+        """log Z with its standard error, the number of temperatures and the mean acceptance rate."""
+        z = self.log_normalizer
+        k = np.asarray(self.num_steps).reshape(-1)
+        acc = np.asarray(self.acceptance_rate, dtype=float).reshape(k.size, -1)
+        rows = [
+            {"quantity": "log_normalizer", "value": float(np.mean(z.mean)), "stderr": float(np.mean(z.stderr))},
+            {"quantity": "temperatures", "value": float(np.mean(k)), "stderr": None},
+            {"quantity": "mean acceptance", "value": float(np.mean([a[: max(int(n), 1)].mean() for a, n in zip(acc, k)])), "stderr": None},
+        ]
+        return table(rows, plain=plain)
 
 
 def _next_temperature(loglik, lam, target, n, iters=40):
@@ -131,9 +168,20 @@ def tempered_smc(
 
     Returns:
       a :class:`TemperedResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, math
+      >>> from ulam.smc import tempered_smc
+      >>> log_prior = lambda x: -0.5 * jnp.sum(x**2) - 0.5 * math.log(2 * math.pi)
+      >>> x0 = jax.random.normal(jax.random.key(0), (256, 1))
+      >>> r = tempered_smc(jax.random.key(1), log_prior, lambda x: -0.5 * jnp.sum(x**2), x0, max_steps=20)
+      >>> bool(abs(r.log_normalizer.mean - 0.5 * math.log(0.5)) < 5 * r.log_normalizer.stderr + 0.05)
+      True
     """
-    if not isinstance(num_replicates, int) or num_replicates < 1:
-        raise ValueError(f"num_replicates: expected an int >= 1, got {num_replicates!r}")
+    checks.prng_key(key)
+    checks.count("num_replicates", num_replicates)
+    checks.function("log_prior", log_prior)
+    checks.function("log_likelihood", log_likelihood)
     if num_replicates > 1:
         leaves = jax.tree_util.tree_leaves(initial_particles)
         if not leaves or any(jnp.ndim(v) < 2 or jnp.shape(v)[0] != num_replicates for v in leaves):
@@ -155,11 +203,10 @@ def tempered_smc(
         raise ValueError("initial_particles: expected a pytree of arrays with a leading particle axis")
     n = leaves[0].shape[0]
     if n < 2:
-        raise ValueError(f"initial_particles: need at least 2 particles (N >= 2), got {n}")
-    if not 0.0 < target_ess < 1.0:
-        raise ValueError(f"target_ess: must lie in (0, 1), got {target_ess}")
-    if not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1 or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError("num_mcmc_steps, max_steps: expected positive ints")
+        raise ValueError(checks.message("initial_particles", "at least 2 particles (N >= 2) on the leading axis", n))
+    checks.in_interval("target_ess", target_ess, 0.0, 1.0, low_open=True, high_open=True)
+    checks.count("num_mcmc_steps", num_mcmc_steps)
+    checks.count("max_steps", max_steps)
     resampler = get_resampler(resampling)
 
     one = jax.tree_util.tree_map(lambda v: v[0], initial_particles)
@@ -242,7 +289,7 @@ def tempered_smc(
     se = jnp.sqrt(jnp.maximum(-log_ratio, 0.0))
     reached = c.lam >= 1.0
     info = {"relative_variance": 1.0 - jnp.exp(log_ratio), "reached_posterior": reached}
-    est = Estimate(jnp.where(reached, c.log_z, jnp.nan), se, n, jnp.asarray(float(n), dtype), info)
+    est = without_ess(Estimate(jnp.where(reached, c.log_z, jnp.nan), se, n, None, info))
     particles = jax.vmap(unravel)(c.z)
     return TemperedResult(particles, est, c.temps, c.step, c.accs, c.esss)
 
@@ -255,4 +302,4 @@ def _pool_log_normalizers(single: Estimate, num_replicates: int) -> Estimate:
     se = jnp.std(ratio, ddof=1) / math.sqrt(num_replicates)
     n = single.n * num_replicates if isinstance(single.n, int) else num_replicates
     info = {"single_run": single, "num_replicates": num_replicates}
-    return Estimate(pooled, se, n, jnp.asarray(float(num_replicates)), info)
+    return without_ess(Estimate(pooled, se, n, None, info))
