@@ -70,15 +70,8 @@ XFAIL: dict[str, tuple[str, str]] = {
     "smc.ssp_resample.log_weights_all_neg_inf": (SILENT, "returns ArrayImpl computed with the invalid input, no error"),
     "smc.effective_sample_size.nan": (NONE, "returns ArrayImpl, no error"),
     "smc.offspring_counts.num_particles_zero": (NONE, "returns ArrayImpl, no error"),
-    "smc.kalman_filter.transition_cov_not_psd": (SILENT, "returns KalmanResult computed with the invalid input, no error"),
-    "smc.kalman_filter.observation_cov_not_psd": (SILENT, "returns KalmanResult computed with the invalid input, no error"),
-    "smc.kalman_filter.initial_cov_not_psd": (SILENT, "returns KalmanResult computed with the invalid input, no error"),
-    "smc.kalman_filter.transition_matrix_nan": (SILENT, "returns KalmanResult computed with the invalid input, no error"),
     "smc.kalman_filter.transition_matrix_wrong_shape": (CRYPTIC, "TypeError: dot_general requires contracting dimensions to have the same shape, got (3,) and (2,)."),
-    "smc.rts_smoother.transition_cov_not_psd": (SILENT, "returns SmootherResult computed with the invalid input, no error"),
     "smc.LinearGaussianModel.scalar_negative_sigma": (NONE, "returns LinearGaussianModel, no error"),
-    "smc.tempered_smc.log_likelihood_is_distribution": (CRYPTIC, "KeyError: 'rng_key'"),
-    "smc.particle_gibbs.num_iterations_zero": (SILENT, "returns ArrayImpl computed with the invalid input, no error"),
     "smc.paris.backward_misspelt": (CRYPTIC, "ValueError: method: expected 'auto', 'exact', 'rejection', 'mcmc' or 'hybrid', got 'rejecton'"),
 }
 

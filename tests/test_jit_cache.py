@@ -48,7 +48,11 @@ def test_jit_with_static_keywords():
 
 
 def test_enable_compilation_cache_sets_the_jax_config(tmp_path, monkeypatch):
+    # The settings are process-wide: restore all three, or every later compilation in this
+    # test worker is written to disk (a worker crashed in the cache writer when one was left on).
     before = jax.config.jax_compilation_cache_dir
+    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+    min_size = jax.config.jax_persistent_cache_min_entry_size_bytes
     try:
         where = ulam.enable_compilation_cache(tmp_path / "cache")
         assert where == str(tmp_path / "cache") and jax.config.jax_compilation_cache_dir == where
@@ -56,4 +60,7 @@ def test_enable_compilation_cache_sets_the_jax_config(tmp_path, monkeypatch):
         monkeypatch.setenv("ULAM_CACHE_DIR", str(tmp_path / "env"))
         assert ulam.enable_compilation_cache() == str(tmp_path / "env")
     finally:
+        ulam.jit_cache.disable_compilation_cache()
         jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", min_size)

@@ -24,7 +24,7 @@ from typing import Callable
 
 import jax
 
-__all__ = ["cached", "jit", "enable_compilation_cache", "DEFAULT_MAXSIZE"]
+__all__ = ["cached", "jit", "enable_compilation_cache", "disable_compilation_cache", "DEFAULT_MAXSIZE"]
 
 DEFAULT_MAXSIZE = 64
 
@@ -133,9 +133,11 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, *, min_compi
 
     Example:
       >>> import tempfile, jax
+      >>> before = jax.config.jax_compilation_cache_dir
       >>> where = enable_compilation_cache(tempfile.mkdtemp())
       >>> jax.config.jax_compilation_cache_dir == where
       True
+      >>> disable_compilation_cache()  # (this example turns it off again)
     """
     if path is None:
         path = os.environ.get("ULAM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "ulam", "jax")
@@ -148,3 +150,21 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, *, min_compi
     except AttributeError:  # pragma: no cover - older JAX
         pass
     return path
+
+
+def disable_compilation_cache() -> None:
+    """Turn JAX's persistent compilation cache off again in this process.
+
+    JAX decides once per process whether the cache is in use, so clearing the directory alone
+    is not enough: the cache is also reset (``jax.experimental.compilation_cache``).
+
+    Example:
+      >>> import jax
+      >>> disable_compilation_cache()
+      >>> jax.config.jax_compilation_cache_dir is None
+      True
+    """
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
