@@ -103,3 +103,21 @@ def test_sgmcmc_kernel_rejects_bad_batch_size():
         mcmc.sgld_kernel(GRAD, DATA, 65, step_size=0.01)
     with pytest.raises(ValueError, match="batch_size"):
         mcmc.sghmc_kernel(GRAD, DATA, 0, step_size=0.01)
+
+
+def test_run_sgmcmc_key_after_step_fn_and_old_order_deprecated():
+    import warnings
+
+    from ulam.mcmc import run_sgmcmc, sgld_init, sgld_step
+
+    data = jnp.zeros((8, 1))
+    step = lambda k, s, b: sgld_step(k, s, lambda theta, batch: -theta, b, 1e-2)
+    key = jax.random.key(3)
+    new = run_sgmcmc(step, key, sgld_init(jnp.zeros(1)), data, 4, 6)
+    with pytest.warns(DeprecationWarning, match=r"run_sgmcmc\(step_fn, key"):
+        old = run_sgmcmc(key, step, sgld_init(jnp.zeros(1)), data, 4, 6)
+    np.testing.assert_array_equal(new[1], old[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="key: expected a jax.random key"):
+            run_sgmcmc(step, 3, sgld_init(jnp.zeros(1)), data, 4, 6)

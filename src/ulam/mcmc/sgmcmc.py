@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ulam import checks
 from ulam.mcmc.base import Kernel, SampleInfo
 
 __all__ = [
@@ -136,12 +137,36 @@ def sghmc_step(
     return SGHMCState(unravel(jnp.where(finite, z_new, z)), unravel(jnp.where(finite, v_new, 0.0))), info
 
 
-def run_sgmcmc(key, step_fn: Callable, state, data, batch_size: int, num_steps: int, thin: int = 1):
+def run_sgmcmc(step_fn: Callable, key, state, data, batch_size: int, num_steps: int, thin: int = 1):
     """Run ``state, info = step_fn(key, state, minibatch)`` for ``num_steps``, keeping every ``thin``-th position.
 
     ``step_fn`` is e.g. ``lambda k, s, b: sgld_step(k, s, grad_estimator, b, 1e-3)``. Returns the
     final state, the kept positions (stacked along axis 0) and the number of non-finite gradients.
+    The key comes right after the step function (the thing sampled); the old order
+    ``run_sgmcmc(key, step_fn, ...)`` still works for one release with a ``DeprecationWarning``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from ulam.mcmc import run_sgmcmc, sgld_init, sgld_step
+      >>> data = jnp.zeros((8, 1))
+      >>> grad = lambda theta, batch: -theta  # a standard normal target, data unused
+      >>> step = lambda k, s, b: sgld_step(k, s, grad, b, 1e-2)
+      >>> state, kept, bad = run_sgmcmc(step, jax.random.key(0), sgld_init(jnp.zeros(1)), data, 4, 10)
+      >>> kept.shape, int(bad)
+      ((10, 1), 0)
     """
+    if callable(key) and not callable(step_fn):  # the old key-first order
+        import warnings
+
+        warnings.warn(
+            "run_sgmcmc(key, step_fn, ...) is deprecated: pass run_sgmcmc(step_fn, key, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        step_fn, key = key, step_fn
+    checks.function("step_fn", step_fn, "a function (key, state, minibatch) -> (state, info)")
+    checks.prng_key(key)
+    num_steps, thin = checks.count("num_steps", num_steps), checks.count("thin", thin)
     if num_steps % thin:
         raise ValueError(f"num_steps: must be a multiple of thin={thin}, got {num_steps}")
 
