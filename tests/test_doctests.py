@@ -1,9 +1,8 @@
 """Every runnable example in every module under src/ulam stays true: one doctest runner for the library.
 
 Modules are found with ``pkgutil.walk_packages`` (so a new module is checked without editing this
-file); ``ulam.reproduce`` (long paper reproductions) and ``ulam.cli`` are skipped. ``XFAIL`` lists
-the modules of other areas whose examples fail today (xfail, not strict): the lead removes entries
-as they are fixed after the merge.
+file); ``ulam.reproduce`` (long paper reproductions, run by ``ulam reproduce``) and ``ulam.cli`` are not
+walked. Every example of every other module must pass: there is no list of expected failures.
 """
 
 import doctest
@@ -16,9 +15,6 @@ import ulam
 
 SKIP = ("ulam.reproduce", "ulam.cli")
 
-# Modules whose examples fail today (other areas); each entry says why.
-XFAIL: dict[str, str] = {}
-
 
 def _modules():
     names = ["ulam"]
@@ -29,8 +25,7 @@ def _modules():
 
 
 def _param(name):
-    marks = [pytest.mark.xfail(reason=XFAIL[name], strict=False)] if name in XFAIL else []
-    return pytest.param(name, marks=marks, id=name)
+    return pytest.param(name, id=name)
 
 
 @pytest.mark.parametrize("name", [_param(n) for n in _modules()])

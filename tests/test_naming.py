@@ -12,8 +12,8 @@ The scheme (COMMON.md; to be written into docs/architecture.md):
 Domain words that say what they count (``num_strata``, ``num_classes``, ...) and names that are
 not counts of draws at all (``step_size``, ``max_tree_depth``) are listed in ``DOMAIN``. Any other
 name matching ``n``, ``num``, ``n_*``, ``num_*``, ``max_*``, ``*_size`` or ``*_count`` fails.
-``KNOWN_VIOLATIONS`` lists the names of other areas that fail today (xfail, not strict): the
-lead removes entries as the areas are renamed after the merge.
+``KNOWN_VIOLATIONS`` lists the old names not yet renamed (strict xfail: renaming one without
+removing its entry fails the test, so the list can only shrink).
 """
 
 import importlib
@@ -51,7 +51,6 @@ DOMAIN = {
 # (module, public name, parameter): names of other areas outside the scheme today.
 KNOWN_VIOLATIONS = {
     ("ulam.valuation", "ValuationResult", "n"),  # the Estimate field n, inherited
-    ("ulam.mcmc", "Sampler", "chunk_size"),
     ("ulam.mcmc", "find_reasonable_step_size", "max_iter"),
     ("ulam.smc", "multinomial_resample", "num"),
     ("ulam.smc", "resample_if", "num"),
@@ -123,7 +122,7 @@ EXEMPT = {("ulam", "Estimate", "n"), ("ulam.estimate", "Estimate", "n")}
 def _case(module_name, attr, param):
     marks = []
     if (module_name, attr, param) in KNOWN_VIOLATIONS:
-        marks.append(pytest.mark.xfail(reason="outside the naming scheme today (other area)", strict=False))
+        marks.append(pytest.mark.xfail(reason="old count name, rename pending (issue 26 item 1)", strict=True))
     return pytest.param(module_name, attr, param, marks=marks, id=f"{module_name}.{attr}({param})")
 
 

@@ -89,7 +89,6 @@ def current():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DATA.exists(), reason="no pinned outputs")
 def test_same_key_same_bits(current):
     pinned = np.load(DATA)
     assert set(pinned.files) == set(current)
