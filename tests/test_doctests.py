@@ -51,6 +51,7 @@ COMPLETE = [
     "ulam.pde", "ulam.pde.domains", "ulam.pde.green", "ulam.pde.walk_on_spheres",
     "ulam.transport", "ulam.transport.directions", "ulam.transport.flow", "ulam.transport.sliced",
     "ulam.transport.wasserstein_1d", "ulam.transport.checks", "ulam.sorting",
+    "ulam.smc",
 ]
 
 
